@@ -1,0 +1,160 @@
+"""The series report: every stage on one problem, checked against the reference and timed beside
+eager PyTorch and ``scaled_dot_product_attention``, in one table. A stage that fails, errors or
+refuses is reported and the run goes on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from common import registry
+from common.reference import reference_attention
+from common.testing import Problem, judge, make_inputs, torch_matmul_precision
+from common.timing import attention_flops, bench_ms
+from common.validation import check_inputs, interpreting
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Row:
+    stage: str
+    idea: str
+    status: str  # "ok", "wrong", "refused", "error", "unavailable"
+    detail: str = ""
+    max_error: float | None = None
+    budget: float | None = None
+    ms: float | None = None
+    tflops: float | None = None
+    vs_parent: float | None = None
+    vs_eager: float | None = None
+    vs_sdpa: float | None = None
+    refuses: list[str] = field(default_factory=list)
+
+
+def _probes(p: Problem) -> list[Problem]:
+    """Problems beyond the default that show each stage's declared limits."""
+    return [Problem(1, 1, 32, 32, p.head_dim, dtype=torch.bfloat16),
+            Problem(1, 1, 32, 32, 256), Problem(1, 1, 32, 32, 96),
+            Problem(1, 1, 32, 32, p.head_dim, causal=True),
+            Problem(1, 1, 16384, 16384, p.head_dim)]
+
+
+def _refusals(stage, p: Problem) -> list[str]:
+    found = []
+    for probe in _probes(p):
+        q = torch.empty(1, 1, probe.n_q, probe.head_dim, dtype=probe.dtype)
+        try:
+            check_inputs(stage.name, stage.capabilities, q, q, q, probe.causal, None)
+        except (TypeError, ValueError) as exc:
+            found.append(str(exc).split(": ", 1)[-1])
+    return found
+
+
+def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
+    q, k, v = make_inputs(problem, device)
+    ref = reference_attention(q, k, v, is_causal=problem.causal)
+    eager = lambda: reference_attention(q, k, v, is_causal=problem.causal, dtype=problem.dtype)  # noqa: E731
+    sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)  # noqa: E731
+    eager_ms, sdpa_ms = bench_ms(eager, device), bench_ms(sdpa, device)
+    flops = attention_flops(problem.batch, problem.heads, problem.n_q, problem.n_k,
+                            problem.head_dim, problem.causal)
+    rows, ms_by_name = [], {}
+    stages = registry.discover()
+    if names:
+        stages = [s for s in stages if s.name in names or s.name[:3] in names]
+    for stage in stages:
+        if not stage.available:
+            rows.append(Row(stage.name, "", "unavailable", stage.error))
+            continue
+        row = Row(stage.name, stage.idea, "ok", refuses=_refusals(stage, problem))
+        rows.append(row)
+        call = lambda s=stage: s.attention(q, k, v, is_causal=problem.causal)  # noqa: E731
+        try:
+            out = call()
+        except (TypeError, ValueError) as exc:
+            row.status, row.detail = "refused", str(exc)
+            continue
+        except Exception as exc:  # reported, and the run goes on to the next stage
+            row.status, row.detail = "error", f"{type(exc).__name__}: {exc}"
+            continue
+        with torch_matmul_precision(stage.capabilities):
+            verdict = judge(stage.name, out, ref, eager())
+        row.max_error, row.budget = verdict.error, verdict.budget
+        if not verdict.ok:
+            row.status = "wrong"
+        row.ms = bench_ms(call, device)
+        ms_by_name[stage.name] = row.ms
+        row.tflops = flops / row.ms / 1e9
+        row.vs_eager, row.vs_sdpa = eager_ms / row.ms, sdpa_ms / row.ms
+        if stage.parent in ms_by_name:
+            row.vs_parent = ms_by_name[stage.parent] / row.ms
+    rows.append(Row("torch eager", "softmax(QK^T)V in the input dtype", "ok", ms=eager_ms,
+                    tflops=flops / eager_ms / 1e9))
+    rows.append(Row("torch SDPA", "scaled_dot_product_attention", "ok", ms=sdpa_ms,
+                    tflops=flops / sdpa_ms / 1e9))
+    return rows
+
+
+def _fmt(x, spec):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def print_table(rows: list[Row], header: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=header, title_justify="left")
+    table.add_column("stage", no_wrap=True)
+    table.add_column("idea", ratio=1, min_width=30)
+    for col in ("status", "max err", "ms", "TFLOP/s", "vs parent", "vs eager", "vs SDPA"):
+        table.add_column(col, no_wrap=True, justify="right")
+    for r in rows:
+        status = r.status if r.status == "ok" else f"[bold red]{r.status}[/]"
+        table.add_row(r.stage, r.idea, status, _fmt(r.max_error, ".1e"), _fmt(r.ms, ".3f"),
+                      _fmt(r.tflops, ".3g"), _fmt(r.vs_parent, ".2f"), _fmt(r.vs_eager, ".2f"),
+                      _fmt(r.vs_sdpa, ".2f"))
+    # A pipe or CI log reports 80 columns; the table needs ~130 to keep one line per stage.
+    console = Console(width=max(Console().width, 132))
+    console.print(table)
+    for r in rows:
+        if r.detail:
+            console.print(f"[red]{r.stage}[/] {r.status}: {r.detail}")
+    for r in rows:
+        for reason in r.refuses:
+            console.print(f"{r.stage} refuses: {reason}")
+
+
+def main(argv=None) -> int:
+    on_gpu = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(prog="python -m common report", description=__doc__)
+    parser.add_argument("--stages", nargs="*", help="stage names or vNN prefixes (default: all)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--batch", type=int, default=2 if on_gpu else 1)
+    parser.add_argument("--heads", type=int, default=8 if on_gpu else 2)
+    parser.add_argument("--seq", type=int, default=1024 if on_gpu else 48)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("results/series.json"))
+    args = parser.parse_args(argv)
+    device = "cuda" if on_gpu else "cpu"
+    problem = Problem(args.batch, args.heads, args.seq, args.seq, args.head_dim, args.causal,
+                      DTYPES[args.dtype])
+    where = (torch.cuda.get_device_name() if on_gpu else
+             "no GPU: Triton interpreter on the CPU (times measure the interpreter, not a GPU)")
+    header = f"attention series on {where}\nproblem (B, H, N, N, d) = {problem}"
+    rows = run(problem, args.stages, device)
+    print_table(rows, header)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"device": where, "interpreter": interpreting(), "platform": platform.platform(),
+               "torch": torch.__version__, "problem": str(problem),
+               "rows": [asdict(r) for r in rows]}
+    args.out.write_text(json.dumps(payload, indent=2))
+    print(f"results written to {args.out}")
+    return 1 if any(r.status in ("wrong", "error", "unavailable") for r in rows) else 0

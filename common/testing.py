@@ -1,0 +1,185 @@
+"""Problems and the error budget shared by the conformance suite and the GPU check script.
+
+The budget follows FlashAttention's own tests: a stage passes when its largest error against the
+float64 reference is at most ``FACTOR`` times the error of PyTorch's eager math run in the same
+dtype, plus the rounding noise of that dtype at the output's magnitude. No tolerance is tuned per
+test: a stage is as good as PyTorch's own low-precision result, or it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from common.capabilities import Capabilities
+from common.reference import reference_attention
+
+FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    batch: int
+    heads: int
+    n_q: int
+    n_k: int
+    head_dim: int
+    causal: bool = False
+    dtype: torch.dtype = torch.float32
+    # "contiguous", or "bnhd": tensors are views of a [B, N, H, D] buffer (seq stride H*D).
+    layout: str = "contiguous"
+    scale: float | None = None  # None: 1/sqrt(head_dim)
+
+    def __str__(self) -> str:
+        dt = str(self.dtype).removeprefix("torch.")
+        c = "-causal" if self.causal else ""
+        lay = "" if self.layout == "contiguous" else f"-{self.layout}"
+        sc = "" if self.scale is None else f"-scale{self.scale}"
+        return f"{self.batch}x{self.heads}x{self.n_q}x{self.n_k}x{self.head_dim}{c}-{dt}{lay}{sc}"
+
+    def fits(self, caps: Capabilities, interpreting: bool = False) -> bool:
+        longest = max(self.n_q, self.n_k)
+        cpu_limit = caps.interpreter_max_seq_len if interpreting else None
+        return (cpu_limit is None or longest <= cpu_limit) and (self.dtype in caps.dtypes
+                and caps.min_head_dim <= self.head_dim <= caps.max_head_dim
+                and (caps.max_seq_len is None or longest <= caps.max_seq_len)
+                and (caps.causal or not self.causal)
+                and (caps.cross_lengths or self.n_q == self.n_k))
+
+
+def make_inputs(p: Problem, device, requires_grad=False, generator=None):
+    """Fresh standard-normal q, k, v for problem ``p`` (never zeros), laid out as asked."""
+    def one(n):
+        if p.layout == "bnhd":
+            t = torch.randn(p.batch, n, p.heads, p.head_dim, generator=generator,
+                            device=device, dtype=torch.float32).to(p.dtype).transpose(1, 2)
+        else:
+            t = torch.randn(p.batch, p.heads, n, p.head_dim, generator=generator,
+                            device=device, dtype=torch.float32).to(p.dtype)
+        return t.requires_grad_(requires_grad)
+    return one(p.n_q), one(p.n_k), one(p.n_k)
+
+
+@contextlib.contextmanager
+def torch_matmul_precision(caps: Capabilities):
+    """Run PyTorch's fp32 matmuls the way the stage runs its fp32 dots (tf32 or ieee)."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = caps.fp32_matmul == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def rounding_noise(ref: torch.Tensor, dtype: torch.dtype) -> float:
+    """Rounding error of ``dtype`` at the magnitude of ``ref`` (FlashAttention's ``+0.3-0.3``)."""
+    r = ref.to(dtype)
+    return ((r + 0.3 - 0.3) - r).abs().max().item() if r.numel() else 0.0
+
+
+@dataclass
+class Verdict:
+    name: str
+    error: float
+    torch_error: float
+    budget: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error <= self.budget  # NaN compares False: a NaN never passes
+
+    def __str__(self) -> str:
+        return (f"{self.name}: max|err| {self.error:.3e} vs budget {self.budget:.3e} "
+                f"(PyTorch same-dtype error {self.torch_error:.3e})")
+
+
+def judge(name: str, out: torch.Tensor, ref64: torch.Tensor, torch_lowp: torch.Tensor) -> Verdict:
+    """Compare ``out`` with the float64 reference under the budget set by PyTorch's own error."""
+    if out.shape != ref64.shape:
+        raise AssertionError(f"{name}: shape {tuple(out.shape)} != {tuple(ref64.shape)}")
+    if out.numel() == 0:
+        return Verdict(name, 0.0, 0.0, 0.0)
+    ref = ref64.double()
+    err = (out.double() - ref).abs()
+    # Any NaN or Inf in the output (an unwritten, poisoned element among them) fails outright.
+    error = float("nan") if not torch.isfinite(out).all() else err.max().item()
+    torch_error = (torch_lowp.double() - ref).abs().max().item()
+    budget = FACTOR * torch_error + rounding_noise(ref, out.dtype)
+    return Verdict(name, error, torch_error, budget)
+
+
+def forward_verdict(stage, p: Problem, device) -> Verdict:
+    """Run a stage's forward on fresh inputs for ``p`` and judge it."""
+    from common.validation import poisoned_outputs
+
+    scale = p.scale
+    q, k, v = make_inputs(p, device)
+    with poisoned_outputs():
+        out = stage.attention(q, k, v, is_causal=p.causal, scale=scale)
+    ref = reference_attention(q, k, v, is_causal=p.causal, scale=scale)
+    with torch_matmul_precision(stage.capabilities):
+        lowp = reference_attention(q, k, v, is_causal=p.causal, scale=scale, dtype=p.dtype)
+    return judge(f"{stage.name} {p} out", out, ref, lowp)
+
+
+def backward_verdicts(stage, p: Problem, device) -> list[Verdict]:
+    """Judge dq, dk, dv of a stage against float64 autograd of the reference."""
+    from common.validation import poisoned_outputs
+
+    scale = p.scale
+    q, k, v = make_inputs(p, device, requires_grad=True)
+    do = torch.randn(p.batch, p.heads, p.n_q, p.head_dim, device=device).to(p.dtype)
+    with poisoned_outputs():
+        out = stage.attention(q, k, v, is_causal=p.causal, scale=scale)
+        grads = torch.autograd.grad(out, (q, k, v), do)
+    ref = reference_attention(q, k, v, is_causal=p.causal, scale=scale)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), do.double())
+    with torch_matmul_precision(stage.capabilities):
+        lowp = reference_attention(q, k, v, is_causal=p.causal, scale=scale, dtype=p.dtype)
+        lowp_grads = torch.autograd.grad(lowp, (q, k, v), do)
+    verdicts = [judge(f"{stage.name} {p} out", out.detach(), ref.detach(), lowp.detach())]
+    for name, g, r, lo in zip(("dq", "dk", "dv"), grads, ref_grads, lowp_grads):
+        verdicts.append(judge(f"{stage.name} {p} {name}", g, r, lo))
+    return verdicts
+
+
+def conformance_problems(on_gpu: bool) -> list[Problem]:
+    """The problems the suite draws from; each stage runs those that fit its capabilities.
+
+    Lengths are odd on purpose (1, 17, 33, 130, ...: not powers of two, not multiples of any
+    block) beside round ones; query and key lengths differ in some; head dims include 24 and 96.
+    Under the interpreter the sizes stay small (it runs each program serially on the CPU).
+    """
+    f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
+    P = Problem
+    if not on_gpu:
+        return [
+            P(1, 1, 1, 1, 16),
+            P(1, 1, 1, 1, 16, causal=True),
+            P(2, 3, 17, 17, 24, causal=True),
+            P(2, 3, 17, 17, 24, scale=0.37),
+            P(1, 2, 33, 33, 64, layout="bnhd"),
+            P(1, 2, 33, 33, 64, causal=True, dtype=bf16, layout="bnhd"),
+            P(1, 1, 40, 23, 96, causal=True, dtype=f16),
+            P(1, 1, 23, 40, 128, causal=True),
+            P(1, 1, 23, 40, 128, dtype=bf16),
+            P(1, 1, 64, 64, 16, causal=True, dtype=f16),
+            P(1, 1, 130, 130, 64, causal=True),
+            P(1, 2, 130, 77, 32, dtype=bf16, scale=1.3),
+        ]
+    problems = []
+    for n, d in ((1, 64), (17, 128), (130, 96), (1000, 64), (1024, 128), (4096, 64),
+                 (4096, 128), (4224, 256), (16384, 128)):
+        heads = 2 if n <= 4224 else 1
+        for causal in (False, True):
+            for dtype in (f32, bf16, f16):
+                problems.append(P(1, heads, n, n, d, causal, dtype))
+    problems += [
+        P(2, 3, 1000, 1000, 64, True, bf16, "bnhd"),
+        P(1, 4, 777, 1500, 128, True, f16),
+        P(1, 4, 1500, 777, 64, True, bf16, scale=0.05),
+        P(4, 8, 512, 512, 128, False, bf16, "bnhd"),
+    ]
+    return problems

@@ -1,0 +1,72 @@
+"""Sessions: ``test`` (one per stage folder, plus ``common``), ``test_gpu``, ``series``, ``lint``.
+
+On CPU machines torch comes as the local CPU wheel ``torch==2.13.0`` (never a bare ``torch``,
+which resolves to a multi-GB CUDA build). On the offline GPU machine, ``test_gpu`` and ``series``
+with ``--gpu`` reuse the system site-packages, where torch and triton are preinstalled.
+"""
+
+import re
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+TORCH_CPU = "torch==2.13.0"
+TRITON = "triton==3.6.0"  # the version on the GPU machines
+NUMPY = "numpy<2.4"  # numpy 2.4 breaks Triton 3.6's interpreter (see pyproject.toml)
+TEST_DEPS = ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100"]
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["test", "lint"]
+
+# Read from the folder names, not by importing: nox must list sessions without torch.
+STAGES = sorted(p.name for p in (ROOT / "variants").iterdir()
+                if p.is_dir() and re.match(r"^v\d{2}_[a-z0-9_]+$", p.name))
+
+
+def _install_cpu(session, *extra):
+    # --no-compile: byte-compiling torch's ~15k files costs more than the tests save.
+    session.install("--no-compile", TORCH_CPU, TRITON, NUMPY, *extra)
+
+
+@nox.session
+@nox.parametrize("variant", ["common", *STAGES])
+def test(session, variant):
+    """The conformance suite under Triton's interpreter, one stage (or the shared code) at a time."""
+    _install_cpu(session, *TEST_DEPS)
+    if variant == "common":
+        targets = ["tests/test_registry.py", "tests/test_reference.py"]
+    else:
+        targets = ["tests", f"variants/{variant}", "--variant", variant,
+                   "--deselect", "tests/test_registry.py", "--deselect", "tests/test_reference.py"]
+    session.run("python", "-m", "pytest", "-n", "2", "-q", *targets, *session.posargs,
+                env={"TRITON_INTERPRET": "1"})
+
+
+@nox.session(venv_params=["--system-site-packages"])
+def test_gpu(session):
+    """The suite on a GPU machine, with the system's torch/triton/pytest (offline, no installs).
+
+    Pass pytest options after ``--``, e.g. ``nox -s test_gpu -- --variant v04``."""
+    session.run("python", "-c", "import torch, triton; assert torch.cuda.is_available(), "
+                "'no CUDA device'; print(torch.__version__, triton.__version__)")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def series(session):
+    """The main job: every stage on a default problem, checked and timed, as one table.
+
+    On a machine without a GPU it runs under Triton's interpreter at a small size."""
+    if "--gpu" in session.posargs:
+        session.error("use `python3 -m common report` directly on the GPU machine")
+    _install_cpu(session, "rich>=13", "matplotlib>=3.8")
+    session.run("python", "-m", "common", "report", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """ruff check and ruff format --check."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,39 @@
+"""Test configuration: run kernels through Triton's interpreter when there is no GPU.
+
+The variable must be set before Triton decorates any kernel, so it is set here, before any test
+module imports a stage."""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--variant", action="append", default=[],
+                     help="run only the tests of this stage (folder name or vNN); repeatable")
+
+
+@pytest.fixture(scope="session")
+def device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("--variant")
+    if not wanted:
+        return
+    keep, drop = [], []
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        name = params.get("stage_name") or params.get("stage")
+        folder = item.path.parent.name
+        hit = any((name and (name == w or name.startswith(w + "_")))
+                  or folder == w or folder.startswith(w + "_") for w in wanted)
+        (keep if hit else drop).append(item)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)

@@ -1,0 +1,28 @@
+"""The reference and the error budget: they must be able to fail."""
+
+import torch
+
+from common.reference import reference_attention
+from common.testing import Problem, judge, make_inputs
+
+
+def test_reference_matches_sdpa():
+    q, k, v = make_inputs(Problem(2, 3, 19, 23, 16, causal=True, dtype=torch.float64), "cpu")
+    ref = reference_attention(q, k, v, is_causal=True)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(ref, sdpa)
+
+
+def test_budget_rejects_a_wrong_result_and_nan():
+    q, k, v = make_inputs(Problem(1, 2, 33, 33, 32, dtype=torch.bfloat16), "cpu")
+    ref = reference_attention(q, k, v)
+    lowp = reference_attention(q, k, v, dtype=torch.bfloat16)
+    assert judge("same", lowp, ref, lowp).ok
+    wrong = lowp.clone()
+    wrong[0, 1, 5, 7] += 0.05
+    assert not judge("off by 0.05", wrong, ref, lowp).ok
+    wrong[0, 1, 5, 7] = float("nan")
+    assert not judge("nan", wrong, ref, lowp).ok
+    # Reading keys one past the end changes the answer too much to pass.
+    shifted = reference_attention(q, k.roll(1, dims=2), v, dtype=torch.bfloat16)
+    assert not judge("shifted keys", shifted, ref, lowp).ok
