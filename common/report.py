@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--batch", type=int, default=2 if on_gpu else 1)
     parser.add_argument("--heads", type=int, default=8 if on_gpu else 2)
-    parser.add_argument("--seq", type=int, default=1024 if on_gpu else 48)
+    parser.add_argument("--seq", type=int, default=1024 if on_gpu else 32)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/series.json"))

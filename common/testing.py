@@ -2,8 +2,9 @@
 
 The budget follows FlashAttention's own tests: a stage passes when its largest error against the
 float64 reference is at most ``FACTOR`` times the error of PyTorch's eager math run in the same
-dtype, plus the rounding noise of that dtype at the output's magnitude. No tolerance is tuned per
-test: a stage is as good as PyTorch's own low-precision result, or it fails.
+dtype, plus the rounding noise of that dtype at the output's magnitude and a few fp32 ulps of
+accumulation order. No tolerance is tuned per test: a stage is as good as PyTorch's own
+low-precision result, or it fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from common.capabilities import Capabilities
 from common.reference import reference_attention
 
 FACTOR = 2.0
+# Every stage accumulates in fp32 whatever its input dtype, in a different (equally valid) order
+# from PyTorch's. Where PyTorch's own error is ~0 (fp32, or a gradient that cancels to 0 as with
+# one key), a few fp32 ulps at the output's magnitude is the noise floor of that reordering.
+FP32_ACCUM_ULPS = 8
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ def judge(name: str, out: torch.Tensor, ref64: torch.Tensor, torch_lowp: torch.T
     # Any NaN or Inf in the output (an unwritten, poisoned element among them) fails outright.
     error = float("nan") if not torch.isfinite(out).all() else err.max().item()
     torch_error = (torch_lowp.double() - ref).abs().max().item()
-    budget = FACTOR * torch_error + rounding_noise(ref, out.dtype)
+    accum = FP32_ACCUM_ULPS * torch.finfo(torch.float32).eps * max(1.0, ref.abs().max().item())
+    budget = FACTOR * torch_error + rounding_noise(ref, out.dtype) + accum
     return Verdict(name, error, torch_error, budget)
 
 
@@ -170,16 +176,18 @@ def conformance_problems(on_gpu: bool) -> list[Problem]:
             P(1, 2, 130, 77, 32, dtype=bf16, scale=1.3),
         ]
     problems = []
-    for n, d in ((1, 64), (17, 128), (130, 96), (1000, 64), (1024, 128), (4096, 64),
-                 (4096, 128), (4224, 256), (16384, 128)):
-        heads = 2 if n <= 4224 else 1
+    for n, d in ((1, 64), (17, 128), (130, 96), (1000, 64), (4096, 128), (4224, 256),
+                 (16384, 128)):
         for causal in (False, True):
-            for dtype in (f32, bf16, f16):
-                problems.append(P(1, heads, n, n, d, causal, dtype))
+            problems.append(P(1, 2 if n <= 4224 else 1, n, n, d, causal, bf16))
+    for causal in (False, True):
+        problems += [P(1, 2, 1024, 1024, 128, causal, f16), P(1, 2, 1000, 1000, 64, causal, f32),
+                     P(1, 2, 4096, 4096, 64, causal, f32)]
     problems += [
         P(2, 3, 1000, 1000, 64, True, bf16, "bnhd"),
         P(1, 4, 777, 1500, 128, True, f16),
         P(1, 4, 1500, 777, 64, True, bf16, scale=0.05),
         P(4, 8, 512, 512, 128, False, bf16, "bnhd"),
+        P(1, 2, 4096, 4096, 128, False, f32, "bnhd"),
     ]
     return problems

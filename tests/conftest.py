@@ -31,6 +31,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
         name = params.get("stage_name") or params.get("stage")
+        name = name if isinstance(name, str) else None
         folder = item.path.parent.name
         hit = any((name and (name == w or name.startswith(w + "_")))
                   or folder == w or folder.startswith(w + "_") for w in wanted)

@@ -1,0 +1,1 @@
+"""GPU benchmark scripts (not tests): run on a machine with CUDA."""

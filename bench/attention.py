@@ -1,0 +1,171 @@
+"""Benchmark the flash-class stages against the same-run references, on the GPU.
+
+``python -m bench.attention [--out DIR] [--quick]`` times, in one process and one run: SDPA with
+the cuDNN and flash backends, compiled FlexAttention, and every stage with no sequence limit, on
+the flash workloads (bf16; forward and forward+backward; causal and not). It prints TFLOP/s and the
+ratio to cuDNN, measures the card's bf16 matmul rate and copy bandwidth as ceilings, checks the
+128k-token causal run's peak memory against SDPA's flash backend, and writes everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import triton
+
+from common import registry
+from common.timing import attention_flops, peak_extra_bytes
+
+WORKLOADS = [(4, 32, 4096, 64), (2, 32, 16384, 64), (4, 16, 4096, 128), (2, 16, 16384, 128)]
+
+
+def ceilings() -> dict:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = triton.testing.do_bench(lambda: a @ b, warmup=50, rep=300, return_mode="median")
+    x = torch.randn(2**29 // 2, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    y = torch.empty_like(x)
+    copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300,
+                                      return_mode="median")
+    return {"bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
+            "copy_gbps": 2 * x.numel() * 2 / copy_ms / 1e6}
+
+
+def providers(stages):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    flex_compiled = torch.compile(flex_attention, dynamic=False)
+
+    def sdpa_with(backend):
+        def run(q, k, v, causal):
+            with sdpa_kernel(backend):
+                return sdpa(q, k, v, is_causal=causal)
+        return run
+
+    masks = {}
+
+    def flex(q, k, v, causal):
+        if not causal:
+            return flex_compiled(q, k, v)
+        key = (q.shape[2], k.shape[2])
+        if key not in masks:
+            masks[key] = create_block_mask(lambda b, h, qi, ki: ki <= qi, None, None, *key)
+        return flex_compiled(q, k, v, block_mask=masks[key])
+
+    out = {"cudnn": sdpa_with(SDPBackend.CUDNN_ATTENTION),
+           "sdpa_flash": sdpa_with(SDPBackend.FLASH_ATTENTION), "flex": flex}
+    for s in stages:
+        out[s.name] = lambda q, k, v, causal, s=s: s.attention(q, k, v, is_causal=causal)
+    return out
+
+
+def time_one(fn, shape, causal, backward):
+    B, H, N, D = shape
+    q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16,
+                           requires_grad=backward) for _ in range(3))
+    if not backward:
+        return triton.testing.do_bench(lambda: fn(q, k, v, causal), warmup=25, rep=100,
+                                       return_mode="median")
+    out = fn(q, k, v, causal)
+    do = torch.randn_like(out)
+    return triton.testing.do_bench(lambda: out.backward(do, retain_graph=True), warmup=25,
+                                   rep=100, grad_to_none=[q, k, v], return_mode="median")
+
+
+def memory_128k(stage) -> dict:
+    """Peak extra memory of the 131072-token causal run (B=1, H=8, d=128, bf16) vs SDPA flash."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    shape = (1, 8, 131072, 128)
+    q, k, v = (torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    do = torch.randn(*shape, device="cuda", dtype=torch.bfloat16)
+
+    def ours():
+        stage.attention(q, k, v, is_causal=True).backward(do)
+
+    def flash():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do)
+
+    result = {}
+    for name, fn in (("stage", ours), ("sdpa_flash", flash)):
+        fn()  # warm-up: autotuning and workspaces stay out of the peak
+        q.grad = k.grad = v.grad = None
+        result[name] = peak_extra_bytes(fn, "cuda")
+        q.grad = k.grad = v.grad = None
+    result["ratio"] = result["stage"] / result["sdpa_flash"]
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.attention", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--quick", action="store_true", help="first two workloads only")
+    parser.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stages = [s for s in registry.discover()
+              if s.available and s.capabilities.max_seq_len is None]
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "triton": triton.__version__, "ceilings": ceilings(), "rows": []}
+    print(report["device"], report["ceilings"], flush=True)
+    provs = {k: v for k, v in providers(stages).items() if k not in args.skip}
+    workloads = WORKLOADS[:2] if args.quick else WORKLOADS
+    for shape in workloads:
+        for causal in (False, True):
+            for backward in (False, True):
+                for name, fn in provs.items():
+                    caps = next((s.capabilities for s in stages if s.name == name), None)
+                    if backward and caps is not None and not caps.backward:
+                        continue
+                    t0 = time.time()
+                    try:
+                        ms = time_one(fn, shape, causal, backward)
+                        err = None
+                    except Exception as exc:  # recorded; the other providers still run
+                        ms, err = None, f"{type(exc).__name__}: {str(exc)[:300]}"
+                    flops = attention_flops(*shape[:3], shape[2], shape[3], causal, backward)
+                    row = {"provider": name, "shape": list(shape), "causal": causal,
+                           "direction": "bwd" if backward else "fwd", "ms": ms,
+                           "tflops": flops / ms / 1e9 if ms else None, "error": err,
+                           "wall_s": round(time.time() - t0, 1)}
+                    report["rows"].append(row)
+                    print(json.dumps(row), flush=True)
+                    torch.cuda.empty_cache()
+    v04 = next((s for s in stages if s.capabilities.backward), None)
+    if v04 is not None:
+        report["memory_128k"] = {"stage": v04.name, **memory_128k(v04)}
+        print("memory_128k", report["memory_128k"], flush=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    print_table(report)
+    return 0
+
+
+def print_table(report) -> None:
+    rows = report["rows"]
+    cudnn = {(tuple(r["shape"]), r["causal"], r["direction"]): r["tflops"]
+             for r in rows if r["provider"] == "cudnn"}
+    peak = report["ceilings"]["bf16_matmul_tflops"]
+    print(f"\n{report['device']}  bf16 matmul {peak:.0f} TFLOP/s  "
+          f"copy {report['ceilings']['copy_gbps']:.0f} GB/s")
+    print(f"{'workload':24} {'dir':4} {'provider':16} {'TFLOP/s':>8} {'x cuDNN':>8} {'% mm':>6}")
+    for r in rows:
+        key = (tuple(r["shape"]), r["causal"], r["direction"])
+        tag = "x".join(map(str, r["shape"])) + (" causal" if r["causal"] else "")
+        if r["tflops"] is None:
+            print(f"{tag:24} {r['direction']:4} {r['provider']:16} {'failed':>8}  {r['error']}")
+            continue
+        ratio = r["tflops"] / cudnn[key] if cudnn.get(key) else float("nan")
+        print(f"{tag:24} {r['direction']:4} {r['provider']:16} {r['tflops']:8.1f} "
+              f"{ratio:8.2f} {100 * r['tflops'] / peak:6.1f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""Small Triton helpers shared by the tiled stages."""
+
+import triton
+import triton.language as tl
+
+from common.validation import interpreting
+
+
+@triton.jit
+def dot(a, b, UPCAST: tl.constexpr):
+    """``tl.dot(a, b)``, with bf16 operands widened to fp32 when ``UPCAST``.
+
+    Triton's interpreter stores bf16 as raw uint16 and its ``tl.dot`` multiplies the bit patterns
+    (triton-lang/triton#11584, "not supported yet"). Widening bf16 to fp32 is exact and the
+    products then match the GPU's bf16 MMA with fp32 accumulation, so CPU tests stay meaningful.
+    On a GPU ``UPCAST`` is False and this is a plain ``tl.dot``."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    return tl.dot(a, b)
+
+
+def dot_upcast(dtype) -> bool:
+    """The ``UPCAST`` argument of :func:`dot` for operands of ``dtype``."""
+    import torch
+
+    return interpreting() and dtype == torch.bfloat16

@@ -1,0 +1,20 @@
+import torch
+
+from common.capabilities import Capabilities
+
+TITLE = "tiled: blocks of queries, K/V streamed in tiles, online softmax"
+IDEA = "stream K/V tiles through tl.dot with a running max and sum: O(N) memory, tensor cores"
+PARENT = "v02_vectorized"
+CAPABILITIES = Capabilities(
+    dtypes=(torch.float16, torch.bfloat16, torch.float32),
+    min_head_dim=16,  # tl.dot needs K >= 16
+    max_head_dim=256,
+    max_seq_len=None,
+    causal=True,
+    backward=False,
+    fp32_matmul="tf32",  # tl.dot's default for fp32 operands on the GPU
+)
+
+from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
+
+__all__ = ["attention", "TITLE", "IDEA", "PARENT", "CAPABILITIES"]

@@ -1,0 +1,402 @@
+"""v04: FlashAttention-2, forward and backward.
+
+Forward, over v03: (1) deferred normalisation — the accumulator holds un-normalised sums and is
+divided by the row sum once, after the last tile; (2) exp2 with log2(e) folded into the scale, one
+multiply per score; (3) tiles split by the mask they need — full tiles run with no mask at all,
+only the diagonal tiles of a causal block and the ragged last tile pay for ``tl.where``; (4) tiles
+above the causal diagonal are never visited; (5) block sizes, warps and pipeline depth chosen by
+``triton.autotune`` per head dim and length (a fixed config under the interpreter); (6) the
+base-2 log-sum-exp of every row is saved so the backward can rebuild P without a second softmax.
+
+Backward: ``_attn_bwd_preprocess`` computes Delta = rowsum(dO * O); ``_attn_bwd_dkdv`` owns a block
+of keys and walks the query blocks that see it, accumulating dK and dV in registers;
+``_attn_bwd_dq`` owns a block of queries and walks their keys, accumulating dQ. Two kernels instead
+of one with atomics: each output is written exactly once (deterministic, no zero-fill), and each
+kernel gets its own autotuned tile shape.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from common.triton_helpers import dot, dot_upcast
+from common.validation import check_inputs, interpreting, new_output
+
+from . import CAPABILITIES, configs
+
+LOG2E = math.log2(math.e)
+
+
+# ----------------------------------------------------------------------------- forward kernel
+@triton.jit
+def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stride_vn, stride_vk,
+                    lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
+                    MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+                    BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
+    d_mask = offs_d[None, :] < HEAD_DIM
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        kv_mask = d_mask & (cols[:, None] < N_KV) if MASKED else d_mask
+        k = tl.load(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                    mask=kv_mask, other=0.0)
+        qk = dot(q, tl.trans(k), DOT_UPCAST) * qk_scale
+        if MASKED:
+            keep = cols[None, :] < N_KV
+            if IS_CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None])
+            qk = tl.where(keep, qk, float("-inf"))
+        # -- update m_i and l_i (base 2); acc stays un-normalised
+        m_ij = tl.maximum(m_i, tl.max(qk, axis=1))
+        p = tl.math.exp2(qk - m_ij[:, None])
+        alpha = tl.math.exp2(m_i - m_ij)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                    mask=kv_mask, other=0.0)
+        acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, DOT_UPCAST)
+        m_i = m_ij
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(
+    Q, K, V, Out, LSE,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_oz, stride_oh, stride_om, stride_ok,
+    H, N_Q, N_KV, N_KEY, qk_scale,
+    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    start_m = tl.program_id(0) * BLOCK_M
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_mask = (offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(Q + off_z * stride_qz + off_h * stride_qh
+                + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                mask=row_mask, other=0.0)
+    k_head = K + off_z * stride_kz + off_h * stride_kh
+    v_head = V + off_z * stride_vz + off_h * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # Key range split: [0, lo) needs no mask; [lo, hi) is the causal diagonal and/or the ragged
+    # last tile. Causal tiles past the block's last query (>= hi) are never visited.
+    full_kv = (N_KV // BLOCK_N) * BLOCK_N
+    if IS_CAUSAL:
+        lo = tl.minimum((start_m // BLOCK_N) * BLOCK_N, full_kv)
+        hi = tl.minimum(start_m + BLOCK_M, N_KV)
+    else:
+        lo = full_kv
+        hi = N_KV
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
+                                    stride_kn, stride_kk, stride_vn, stride_vk,
+                                    0, lo, offs_m, offs_n, offs_d, N_KV, qk_scale,
+                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
+                                    stride_kn, stride_kk, stride_vn, stride_vk,
+                                    lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
+                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+
+    # -- epilogue: the one division FA2 defers to the end, and the row's log-sum-exp (base 2)
+    acc = acc / l_i[:, None]
+    tl.store(LSE + off_hz.to(tl.int64) * N_Q + offs_m, m_i + tl.math.log2(l_i),
+             mask=offs_m < N_Q)
+    tl.store(Out + off_z * stride_oz + off_h * stride_oh
+             + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+             acc.to(Out.dtype.element_ty), mask=row_mask)
+
+
+# ---------------------------------------------------------------------------- backward kernels
+@triton.jit
+def _attn_bwd_preprocess(O, DO, Delta,
+                         stride_oz, stride_oh, stride_om, stride_ok,
+                         stride_dz, stride_dh, stride_dm, stride_dk,
+                         H, N_Q, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                         BLOCK_M: tl.constexpr):
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM)
+    o = tl.load(O + off_z * stride_oz + off_h * stride_oh
+                + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, mask=mask, other=0.0)
+    do = tl.load(DO + off_z * stride_dz + off_h * stride_dh
+                 + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk, mask=mask, other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(Delta + off_hz.to(tl.int64) * N_Q + offs_m, delta, mask=offs_m < N_Q)
+
+
+@triton.jit
+def _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
+                         stride_qm, stride_qk, stride_dm, stride_dk, lo, hi, offs_n, offs_d,
+                         N_Q, qk_scale, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                         DOT_UPCAST: tl.constexpr):
+    offs_m = tl.arange(0, BLOCK_M)
+    d_mask = offs_d[None, :] < HEAD_DIM
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m
+        q_mask = d_mask & (rows[:, None] < N_Q) if MASKED else d_mask
+        q = tl.load(q_head + rows[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                    mask=q_mask, other=0.0)
+        lse = tl.load(lse_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
+            tl.load(lse_head + rows)
+        # -- P^T for this (keys, queries) tile, rebuilt from the saved log-sum-exp
+        p_t = tl.math.exp2(dot(k, tl.trans(q), DOT_UPCAST) * qk_scale - lse[None, :])
+        if MASKED:
+            keep = rows[None, :] < N_Q
+            if IS_CAUSAL:
+                keep = keep & (rows[None, :] >= offs_n[:, None])
+            p_t = tl.where(keep, p_t, 0.0)
+        do = tl.load(do_head + rows[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                     mask=q_mask, other=0.0)
+        dv += dot(p_t.to(do.dtype), do, DOT_UPCAST)
+        # -- dS^T = P^T * (dP^T - Delta), dP^T = V dO^T
+        delta = tl.load(delta_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
+            tl.load(delta_head + rows)
+        ds_t = p_t * (dot(v, tl.trans(do), DOT_UPCAST) - delta[None, :])
+        dk += dot(ds_t.to(q.dtype), q, DOT_UPCAST)
+    return dk, dv
+
+
+@triton.jit
+def _attn_bwd_dkdv(
+    Q, K, V, DO, DK, DV, LSE, Delta,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_dz, stride_dh, stride_dm, stride_dk,
+    stride_gz, stride_gh, stride_gn, stride_gk,
+    H, N_Q, N_KV, N_KEY, sm_scale, qk_scale,
+    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    start_n = tl.program_id(0) * BLOCK_N
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    kv_mask = (offs_n[:, None] < N_KV) & (offs_d[None, :] < HEAD_DIM)
+    k = tl.load(K + off_z * stride_kz + off_h * stride_kh
+                + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk, mask=kv_mask, other=0.0)
+    v = tl.load(V + off_z * stride_vz + off_h * stride_vh
+                + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk, mask=kv_mask, other=0.0)
+    q_head = Q + off_z * stride_qz + off_h * stride_qh
+    do_head = DO + off_z * stride_dz + off_h * stride_dh
+    lse_head = LSE + off_hz.to(tl.int64) * N_Q
+    delta_head = Delta + off_hz.to(tl.int64) * N_Q
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+
+    # Query range split, mirror of the forward: a causal key block is seen only by queries
+    # >= start_n; blocks of queries that straddle the diagonal are masked, later ones are not.
+    full_q = (N_Q // BLOCK_M) * BLOCK_M
+    if IS_CAUSAL:
+        diag_lo = (start_n // BLOCK_M) * BLOCK_M
+        diag_hi = ((start_n + BLOCK_N - 1 + BLOCK_M - 1) // BLOCK_M) * BLOCK_M
+        dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
+                                      stride_qm, stride_qk, stride_dm, stride_dk,
+                                      diag_lo, tl.minimum(diag_hi, N_Q), offs_n, offs_d, N_Q,
+                                      qk_scale, True, True, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+        full_lo = diag_hi
+    else:
+        full_lo = 0
+    full_hi = tl.maximum(full_lo, full_q)
+    dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
+                                  stride_qm, stride_qk, stride_dm, stride_dk,
+                                  full_lo, full_hi, offs_n, offs_d, N_Q, qk_scale,
+                                  False, IS_CAUSAL, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+    dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
+                                  stride_qm, stride_qk, stride_dm, stride_dk,
+                                  full_hi, N_Q, offs_n, offs_d, N_Q, qk_scale,
+                                  True, IS_CAUSAL, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+
+    # dS is the gradient of the scaled scores: dK picks up the softmax scale once, here.
+    dk *= sm_scale
+    g_off = off_z * stride_gz + off_h * stride_gh + offs_n[:, None] * stride_gn \
+        + offs_d[None, :] * stride_gk
+    tl.store(DK + g_off, dk.to(DK.dtype.element_ty), mask=kv_mask)
+    tl.store(DV + g_off, dv.to(DV.dtype.element_ty), mask=kv_mask)
+
+
+@triton.jit
+def _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
+                       stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
+                       MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+                       BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
+    offs_n = tl.arange(0, BLOCK_N)
+    d_mask = offs_d[None, :] < HEAD_DIM
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        kv_mask = d_mask & (cols[:, None] < N_KV) if MASKED else d_mask
+        k = tl.load(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                    mask=kv_mask, other=0.0)
+        v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                    mask=kv_mask, other=0.0)
+        p = tl.math.exp2(dot(q, tl.trans(k), DOT_UPCAST) * qk_scale - lse[:, None])
+        if MASKED:
+            keep = cols[None, :] < N_KV
+            if IS_CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None])
+            p = tl.where(keep, p, 0.0)
+        ds = p * (dot(do, tl.trans(v), DOT_UPCAST) - delta[:, None])
+        dq += dot(ds.to(k.dtype), k, DOT_UPCAST)
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(
+    Q, K, V, DO, DQ, LSE, Delta,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_dz, stride_dh, stride_dm, stride_dk,
+    stride_gz, stride_gh, stride_gm, stride_gk,
+    H, N_Q, N_KV, N_KEY, sm_scale, qk_scale,
+    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    start_m = tl.program_id(0) * BLOCK_M
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_mask = (offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(Q + off_z * stride_qz + off_h * stride_qh
+                + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                mask=row_mask, other=0.0)
+    do = tl.load(DO + off_z * stride_dz + off_h * stride_dh
+                 + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                 mask=row_mask, other=0.0)
+    lse = tl.load(LSE + off_hz.to(tl.int64) * N_Q + offs_m, mask=offs_m < N_Q, other=0.0)
+    delta = tl.load(Delta + off_hz.to(tl.int64) * N_Q + offs_m, mask=offs_m < N_Q, other=0.0)
+    k_head = K + off_z * stride_kz + off_h * stride_kh
+    v_head = V + off_z * stride_vz + off_h * stride_vh
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    full_kv = (N_KV // BLOCK_N) * BLOCK_N
+    if IS_CAUSAL:
+        lo = tl.minimum((start_m // BLOCK_N) * BLOCK_N, full_kv)
+        hi = tl.minimum(start_m + BLOCK_M, N_KV)
+    else:
+        lo = full_kv
+        hi = N_KV
+    dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
+                            stride_vn, stride_vk, 0, lo, offs_m, offs_d, N_KV, qk_scale,
+                            False, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+    dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
+                            stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
+                            True, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+    dq *= sm_scale
+    tl.store(DQ + off_z * stride_gz + off_h * stride_gh
+             + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk,
+             dq.to(DQ.dtype.element_ty), mask=row_mask)
+
+
+# ------------------------------------------------------------------------------- host launchers
+# Autotuning keys on the head dim, the mask and N_KEY, the sequence length rounded up to a power
+# of two, so that every odd length does not re-run the search.
+_TUNE_KEY = ["N_KEY", "HEAD_DIM", "IS_CAUSAL"]
+_attn_fwd_tuned = triton.autotune(configs.all_configs(configs.FWD), key=_TUNE_KEY,
+                                  prune_configs_by={"early_config_prune":
+                                                    configs.pruner(configs.FWD)})(_attn_fwd)
+_attn_bwd_dkdv_tuned = triton.autotune(configs.all_configs(configs.BWD_DKDV), key=_TUNE_KEY,
+                                       prune_configs_by={"early_config_prune":
+                                                         configs.pruner(configs.BWD_DKDV)})(
+    _attn_bwd_dkdv)
+_attn_bwd_dq_tuned = triton.autotune(configs.all_configs(configs.BWD_DQ), key=_TUNE_KEY,
+                                     prune_configs_by={"early_config_prune":
+                                                       configs.pruner(configs.BWD_DQ)})(
+    _attn_bwd_dq)
+
+
+def _launch(kernel, tuned, fixed, owned, rows, batch_heads, *args, **meta):
+    """Launch ``kernel`` with its fixed interpreter config, or its autotuned twin on a GPU.
+    ``owned`` names the block that tiles ``rows`` across programs (BLOCK_M or BLOCK_N)."""
+    if interpreting():
+        grid = (triton.cdiv(rows, fixed[owned]), batch_heads)
+        kernel[grid](*args, **meta, **fixed, num_warps=4, num_stages=1)
+    else:
+        tuned[lambda m: (triton.cdiv(rows, m[owned]), batch_heads)](*args, **meta)
+
+
+def _meta(q, causal):
+    d = q.shape[-1]
+    return dict(IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)),
+                DOT_UPCAST=dot_upcast(q.dtype))
+
+
+def _n_key(q, k):
+    return triton.next_power_of_2(max(q.shape[2], k.shape[2]))
+
+
+def _forward(q, k, v, causal, sm_scale):
+    B, H, n_q, _ = q.shape
+    o = new_output(q.shape, q)
+    lse = new_output((B, H, n_q), q, torch.float32)
+    if q.numel() == 0:
+        return o, lse
+    _launch(_attn_fwd, _attn_fwd_tuned, configs.INTERPRETER_FWD, "BLOCK_M", n_q, B * H,
+            q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+            H, n_q, k.shape[2], _n_key(q, k), sm_scale * LOG2E, **_meta(q, causal))
+    return o, lse
+
+
+def _backward(do, q, k, v, o, lse, causal, sm_scale):
+    B, H, n_q, d = q.shape
+    n_kv = k.shape[2]
+    dq, dk, dv = new_output(q.shape, q), new_output(k.shape, k), new_output(v.shape, v)
+    if q.numel() == 0:  # no queries: nothing flows back to the keys
+        return dq, dk.zero_(), dv.zero_()
+    meta = _meta(q, causal)
+    delta = new_output((B, H, n_q), q, torch.float32)
+    block = configs.INTERPRETER_FWD["BLOCK_M"] if interpreting() else 128
+    _attn_bwd_preprocess[(triton.cdiv(n_q, block), B * H)](
+        o, do, delta, *o.stride(), *do.stride(), H, n_q,
+        HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block)
+    shared = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
+    scalars = (H, n_q, n_kv, _n_key(q, k), sm_scale, sm_scale * LOG2E)
+    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, configs.INTERPRETER_DKDV, "BLOCK_N", n_kv,
+            B * H,
+            q, k, v, do, dk, dv, lse, delta, *shared, *dk.stride(), *scalars, **meta)
+    _launch(_attn_bwd_dq, _attn_bwd_dq_tuned, configs.INTERPRETER_DQ, "BLOCK_M", n_q, B * H,
+            q, k, v, do, dq, lse, delta, *shared, *dq.stride(), *scalars, **meta)
+    return dq, dk, dv
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        o, lse = _forward(q, k, v, causal, sm_scale)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal, ctx.sm_scale = causal, sm_scale
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do, _dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = _backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
+        return dq, dk, dv, None, None
+
+
+def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
+    """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
+    differentiable in query, key and value. With ``return_lse=True`` also returns the natural
+    log-sum-exp of each row's scaled scores, [batch, heads, seq_q] float32."""
+    scale = check_inputs("v04_flash2", CAPABILITIES, query, key, value, is_causal, scale)
+    out, lse = _Attention.apply(query, key, value, is_causal, scale)
+    return (out, lse * math.log(2.0)) if return_lse else out
