@@ -7,16 +7,17 @@ from common.validation import interpreting
 
 
 @triton.jit
-def dot(a, b, UPCAST: tl.constexpr):
-    """``tl.dot(a, b)``, with bf16 operands widened to fp32 when ``UPCAST``.
+def dot(a, b, acc, UPCAST: tl.constexpr):
+    """``tl.dot(a, b, acc)`` (the MMA accumulates into ``acc``; pass None for a fresh result),
+    with bf16 operands widened to fp32 when ``UPCAST``.
 
     Triton's interpreter stores bf16 as raw uint16 and its ``tl.dot`` multiplies the bit patterns
     (triton-lang/triton#11584, "not supported yet"). Widening bf16 to fp32 is exact and the
     products then match the GPU's bf16 MMA with fp32 accumulation, so CPU tests stay meaningful.
     On a GPU ``UPCAST`` is False and this is a plain ``tl.dot``."""
     if UPCAST:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    return tl.dot(a, b)
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    return tl.dot(a, b, acc)
 
 
 def dot_upcast(dtype) -> bool:

@@ -61,7 +61,7 @@ def _attn_fwd(
         v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                     mask=kv_mask, other=0.0)
         # -- scores of this tile; keys past the end (and after the query, if causal) get -inf
-        s = dot(q, tl.trans(k), DOT_UPCAST) * sm_scale
+        s = dot(q, tl.trans(k), None, DOT_UPCAST) * sm_scale
         keep = cols[None, :] < N_KV
         if IS_CAUSAL:
             keep = keep & (cols[None, :] <= offs_m[:, None])
@@ -71,9 +71,11 @@ def _attn_fwd(
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_new = l_i * alpha + tl.sum(p, axis=1)
-        # -- keep acc normalised: rescale the old average, add this tile's share
-        acc = acc * (l_i * alpha / l_new)[:, None]
-        acc += dot(p.to(v.dtype), v, DOT_UPCAST) / l_new[:, None]
+        # -- keep acc normalised: rescale the old average, add this tile's share. One reciprocal
+        # per row, then multiplies: dividing the [BLOCK_M, d] tile cost ~25% of the kernel.
+        inv_l = 1.0 / l_new
+        acc = acc * (l_i * alpha * inv_l)[:, None]
+        acc += dot(p.to(v.dtype), v, None, DOT_UPCAST) * inv_l[:, None]
         m_i, l_i = m_new, l_new
 
     tl.store(Out + off_z * stride_oz + off_h * stride_oh

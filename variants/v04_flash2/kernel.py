@@ -31,17 +31,29 @@ LOG2E = math.log2(math.e)
 
 # ----------------------------------------------------------------------------- forward kernel
 @triton.jit
+def _load_tile(ptrs, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+               CHECK_ROWS: tl.constexpr):
+    """Load a [rows, BLOCK_D] tile. Full tiles of a power-of-two head dim take no mask at all, so
+    they compile to unpredicated 16-byte vector loads; padded columns and ragged rows read 0."""
+    if CHECK_ROWS:
+        return tl.load(ptrs, mask=(rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM),
+                       other=0.0)
+    elif HEAD_DIM == BLOCK_D:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+
+
+@triton.jit
 def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stride_vn, stride_vk,
                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
-    d_mask = offs_d[None, :] < HEAD_DIM
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
-        kv_mask = d_mask & (cols[:, None] < N_KV) if MASKED else d_mask
-        k = tl.load(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                    mask=kv_mask, other=0.0)
-        qk = dot(q, tl.trans(k), DOT_UPCAST) * qk_scale
+        k = _load_tile(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
+        qk = dot(q, tl.trans(k), None, DOT_UPCAST) * qk_scale
         if MASKED:
             keep = cols[None, :] < N_KV
             if IS_CAUSAL:
@@ -52,9 +64,9 @@ def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stri
         p = tl.math.exp2(qk - m_ij[:, None])
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                    mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, DOT_UPCAST)
+        v = _load_tile(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
+        acc = dot(p.to(v.dtype), v, acc * alpha[:, None], DOT_UPCAST)
         m_i = m_ij
     return acc, l_i, m_i
 
@@ -100,11 +112,11 @@ def _attn_fwd(
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     0, lo, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
 
     # -- epilogue: the one division FA2 defers to the end, and the row's log-sum-exp (base 2)
     acc = acc / l_i[:, None]
@@ -140,32 +152,30 @@ def _attn_bwd_preprocess(O, DO, Delta,
 def _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                          stride_qm, stride_qk, stride_dm, stride_dk, lo, hi, offs_n, offs_d,
                          N_Q, qk_scale, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
                          DOT_UPCAST: tl.constexpr):
     offs_m = tl.arange(0, BLOCK_M)
-    d_mask = offs_d[None, :] < HEAD_DIM
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m
-        q_mask = d_mask & (rows[:, None] < N_Q) if MASKED else d_mask
-        q = tl.load(q_head + rows[:, None] * stride_qm + offs_d[None, :] * stride_qk,
-                    mask=q_mask, other=0.0)
+        q = _load_tile(q_head + rows[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                       rows, N_Q, offs_d, HEAD_DIM, BLOCK_D, MASKED)
         lse = tl.load(lse_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
             tl.load(lse_head + rows)
         # -- P^T for this (keys, queries) tile, rebuilt from the saved log-sum-exp
-        p_t = tl.math.exp2(dot(k, tl.trans(q), DOT_UPCAST) * qk_scale - lse[None, :])
+        p_t = tl.math.exp2(dot(k, tl.trans(q), None, DOT_UPCAST) * qk_scale - lse[None, :])
         if MASKED:
             keep = rows[None, :] < N_Q
             if IS_CAUSAL:
                 keep = keep & (rows[None, :] >= offs_n[:, None])
             p_t = tl.where(keep, p_t, 0.0)
-        do = tl.load(do_head + rows[:, None] * stride_dm + offs_d[None, :] * stride_dk,
-                     mask=q_mask, other=0.0)
-        dv += dot(p_t.to(do.dtype), do, DOT_UPCAST)
+        do = _load_tile(do_head + rows[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                        rows, N_Q, offs_d, HEAD_DIM, BLOCK_D, MASKED)
+        dv = dot(p_t.to(do.dtype), do, dv, DOT_UPCAST)
         # -- dS^T = P^T * (dP^T - Delta), dP^T = V dO^T
         delta = tl.load(delta_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
             tl.load(delta_head + rows)
-        ds_t = p_t * (dot(v, tl.trans(do), DOT_UPCAST) - delta[None, :])
-        dk += dot(ds_t.to(q.dtype), q, DOT_UPCAST)
+        ds_t = p_t * (dot(v, tl.trans(do), None, DOT_UPCAST) - delta[None, :])
+        dk = dot(ds_t.to(q.dtype), q, dk, DOT_UPCAST)
     return dk, dv
 
 
@@ -208,7 +218,8 @@ def _attn_bwd_dkdv(
         dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                                       stride_qm, stride_qk, stride_dm, stride_dk,
                                       diag_lo, tl.minimum(diag_hi, N_Q), offs_n, offs_d, N_Q,
-                                      qk_scale, True, True, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+                                      qk_scale, True, True, HEAD_DIM, BLOCK_D, BLOCK_M,
+                                      DOT_UPCAST)
         full_lo = diag_hi
     else:
         full_lo = 0
@@ -216,11 +227,11 @@ def _attn_bwd_dkdv(
     dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                                   stride_qm, stride_qk, stride_dm, stride_dk,
                                   full_lo, full_hi, offs_n, offs_d, N_Q, qk_scale,
-                                  False, IS_CAUSAL, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+                                  False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, DOT_UPCAST)
     dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                                   stride_qm, stride_qk, stride_dm, stride_dk,
                                   full_hi, N_Q, offs_n, offs_d, N_Q, qk_scale,
-                                  True, IS_CAUSAL, HEAD_DIM, BLOCK_M, DOT_UPCAST)
+                                  True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, DOT_UPCAST)
 
     # dS is the gradient of the scaled scores: dK picks up the softmax scale once, here.
     dk *= sm_scale
@@ -234,24 +245,22 @@ def _attn_bwd_dkdv(
 def _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                        stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
                        MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
+                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
     offs_n = tl.arange(0, BLOCK_N)
-    d_mask = offs_d[None, :] < HEAD_DIM
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
-        kv_mask = d_mask & (cols[:, None] < N_KV) if MASKED else d_mask
-        k = tl.load(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                    mask=kv_mask, other=0.0)
-        v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                    mask=kv_mask, other=0.0)
-        p = tl.math.exp2(dot(q, tl.trans(k), DOT_UPCAST) * qk_scale - lse[:, None])
+        k = _load_tile(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
+        v = _load_tile(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
+        p = tl.math.exp2(dot(q, tl.trans(k), None, DOT_UPCAST) * qk_scale - lse[:, None])
         if MASKED:
             keep = cols[None, :] < N_KV
             if IS_CAUSAL:
                 keep = keep & (cols[None, :] <= offs_m[:, None])
             p = tl.where(keep, p, 0.0)
-        ds = p * (dot(do, tl.trans(v), DOT_UPCAST) - delta[:, None])
-        dq += dot(ds.to(k.dtype), k, DOT_UPCAST)
+        ds = p * (dot(do, tl.trans(v), None, DOT_UPCAST) - delta[:, None])
+        dq = dot(ds.to(k.dtype), k, dq, DOT_UPCAST)
     return dq
 
 
@@ -295,10 +304,10 @@ def _attn_bwd_dq(
         hi = N_KV
     dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                             stride_vn, stride_vk, 0, lo, offs_m, offs_d, N_KV, qk_scale,
-                            False, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+                            False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
     dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                             stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
-                            True, IS_CAUSAL, HEAD_DIM, BLOCK_N, DOT_UPCAST)
+                            True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
     dq *= sm_scale
     tl.store(DQ + off_z * stride_gz + off_h * stride_gh
              + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk,
