@@ -14,8 +14,8 @@ if [ "$bench_s" -gt 0 ]; then
   grep -v "^Triton autotuning" "$OUT/bench.log" | grep -v '^{' | tail -70
 fi
 variants=(); for s in "${@:-v04 v03 v02 v01}"; do for v in $s; do variants+=(--variant "$v"); done; done
-timeout "$test_s" python3 -m pytest -q -p no:cacheprovider --durations=25 -rf "${variants[@]}" \
-  tests > "$OUT/tests.log" 2>&1
+timeout -s INT "$test_s" python3 -m pytest -q -n 8 -p no:cacheprovider --durations=25 -rf \
+  "${variants[@]}" tests > "$OUT/tests.log" 2>&1
 echo "tests exit $?"
 grep -h -A3 "^Triton autotuning" "$OUT"/*.log | grep -E "key as|best" > "$OUT/autotune.txt"
 grep -v "^Triton autotuning\|^with key\|^finished after\|^best config" "$OUT/tests.log" | \

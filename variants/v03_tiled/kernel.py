@@ -71,11 +71,12 @@ def _attn_fwd(
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_new = l_i * alpha + tl.sum(p, axis=1)
-        # -- keep acc normalised: rescale the old average, add this tile's share. One reciprocal
-        # per row, then multiplies: dividing the [BLOCK_M, d] tile cost ~25% of the kernel.
-        inv_l = 1.0 / l_new
-        acc = acc * (l_i * alpha * inv_l)[:, None]
-        acc += dot(p.to(v.dtype), v, None, DOT_UPCAST) * inv_l[:, None]
+        # -- keep acc normalised (FlashAttention-1): un-normalise the old average, let the MMA
+        # add this tile's p @ v into it, divide by the new row sum. Going through the dot's
+        # accumulator keeps one [BLOCK_M, d] fp32 tile live instead of two, and one reciprocal per
+        # row replaces a division per element.
+        acc = dot(p.to(v.dtype), v, acc * (l_i * alpha)[:, None], DOT_UPCAST)
+        acc = acc * (1.0 / l_new)[:, None]
         m_i, l_i = m_new, l_new
 
     tl.store(Out + off_z * stride_oz + off_h * stride_oh
