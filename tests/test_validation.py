@@ -9,10 +9,12 @@ from tests.stages import STAGES, stage_or_fail
 NAMES = list(STAGES)
 
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def qkv(b=1, h=2, n=8, d=16, dtype=torch.float32, n_k=None):
     n_k = n if n_k is None else n_k
-    return (torch.randn(b, h, n, d, dtype=dtype), torch.randn(b, h, n_k, d, dtype=dtype),
-            torch.randn(b, h, n_k, d, dtype=dtype))
+    return tuple(torch.randn(b, h, m, d, dtype=dtype, device=DEVICE) for m in (n, n_k, n_k))
 
 
 def d_ok(caps):
@@ -31,7 +33,7 @@ def expect(exc, match, fn, *args, **kwargs):
 
 def test_not_a_tensor(stage):
     q, k, v = qkv(d=d_ok(stage.capabilities))
-    expect(TypeError, "key must be a torch.Tensor", stage.attention, q, k.numpy(), v)
+    expect(TypeError, "key must be a torch.Tensor", stage.attention, q, k.tolist(), v)
 
 
 def test_integer_tensors(stage):
@@ -51,7 +53,7 @@ def test_unsupported_dtype(stage):
 
 @pytest.mark.parametrize("shape", [(2, 8, 16), (1, 1, 2, 8, 16)])
 def test_wrong_rank(stage, shape):
-    t = torch.randn(*shape)
+    t = torch.randn(*shape, device=DEVICE)
     expect(ValueError, "query must have 4 dims", stage.attention, t, t, t)
 
 
@@ -151,7 +153,7 @@ def test_backward_refused_when_not_declared(stage, device):
     if stage.capabilities.backward:
         pytest.skip("stage declares a backward")
     d = d_ok(stage.capabilities)
-    q, k, v = (t.to(device).requires_grad_() for t in qkv(d=d))
+    q, k, v = (t.requires_grad_() for t in qkv(d=d))
     out = stage.attention(q, k, v)
     # A forward-only stage returns a tensor with no autograd history: backward cannot silently
     # produce zeros or wrong gradients.

@@ -12,7 +12,7 @@ CAPABILITIES = Capabilities(
     max_seq_len=None,
     causal=True,
     backward=False,
-    fp32_matmul="tf32",  # tl.dot's default for fp32 operands on the GPU
+    fp32_matmul="ieee",  # fp32 dots in full fp32 (common/triton_helpers.py says why)
 )
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)

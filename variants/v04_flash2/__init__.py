@@ -13,7 +13,7 @@ CAPABILITIES = Capabilities(
     max_seq_len=None,
     causal=True,
     backward=True,
-    fp32_matmul="tf32",
+    fp32_matmul="ieee",
 )
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
