@@ -20,8 +20,11 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["test", "lint"]
 
 # Read from the folder names, not by importing: nox must list sessions without torch.
-STAGES = sorted(p.name for p in (ROOT / "variants").iterdir()
-                if p.is_dir() and re.match(r"^v\d{2}_[a-z0-9_]+$", p.name))
+STAGES = sorted(
+    p.name
+    for p in (ROOT / "variants").iterdir()
+    if p.is_dir() and re.match(r"^v\d{2}_[a-z0-9_]+$", p.name)
+)
 
 
 def _install_cpu(session, *extra):
@@ -32,15 +35,32 @@ def _install_cpu(session, *extra):
 @nox.session
 @nox.parametrize("variant", ["common", *STAGES])
 def test(session, variant):
-    """The conformance suite under Triton's interpreter, one stage (or the shared code) at a time."""
+    """The conformance suite under Triton's interpreter, one stage (or the shared code) alone."""
     _install_cpu(session, *TEST_DEPS)
     if variant == "common":
         targets = ["tests/test_registry.py", "tests/test_reference.py"]
     else:
-        targets = ["tests", f"variants/{variant}", "--variant", variant,
-                   "--deselect", "tests/test_registry.py", "--deselect", "tests/test_reference.py"]
-    session.run("python", "-m", "pytest", "-n", "2", "-q", *targets, *session.posargs,
-                env={"TRITON_INTERPRET": "1"})
+        targets = [
+            "tests",
+            f"variants/{variant}",
+            "--variant",
+            variant,
+            "--deselect",
+            "tests/test_registry.py",
+            "--deselect",
+            "tests/test_reference.py",
+        ]
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "-q",
+        *targets,
+        *session.posargs,
+        env={"TRITON_INTERPRET": "1"},
+    )
 
 
 @nox.session(venv_params=["--system-site-packages"])
@@ -48,8 +68,12 @@ def test_gpu(session):
     """The suite on a GPU machine, with the system's torch/triton/pytest (offline, no installs).
 
     Pass pytest options after ``--``, e.g. ``nox -s test_gpu -- --variant v04``."""
-    session.run("python", "-c", "import torch, triton; assert torch.cuda.is_available(), "
-                "'no CUDA device'; print(torch.__version__, triton.__version__)")
+    session.run(
+        "python",
+        "-c",
+        "import torch, triton; assert torch.cuda.is_available(), "
+        "'no CUDA device'; print(torch.__version__, triton.__version__)",
+    )
     session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 

@@ -29,10 +29,11 @@ def ceilings() -> dict:
     ms = triton.testing.do_bench(lambda: a @ b, warmup=50, rep=300, return_mode="median")
     x = torch.randn(2**29 // 2, device="cuda", dtype=torch.bfloat16)  # 512 MiB
     y = torch.empty_like(x)
-    copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300,
-                                      return_mode="median")
-    return {"bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
-            "copy_gbps": 2 * x.numel() * 2 / copy_ms / 1e6}
+    copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300, return_mode="median")
+    return {
+        "bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
+        "copy_gbps": 2 * x.numel() * 2 / copy_ms / 1e6,
+    }
 
 
 def providers(stages):
@@ -46,6 +47,7 @@ def providers(stages):
         def run(q, k, v, causal):
             with sdpa_kernel(backend):
                 return sdpa(q, k, v, is_causal=causal)
+
         return run
 
     masks = {}
@@ -58,8 +60,11 @@ def providers(stages):
             masks[key] = create_block_mask(lambda b, h, qi, ki: ki <= qi, None, None, *key)
         return flex_compiled(q, k, v, block_mask=masks[key])
 
-    out = {"cudnn": sdpa_with(SDPBackend.CUDNN_ATTENTION),
-           "sdpa_flash": sdpa_with(SDPBackend.FLASH_ATTENTION), "flex": flex}
+    out = {
+        "cudnn": sdpa_with(SDPBackend.CUDNN_ATTENTION),
+        "sdpa_flash": sdpa_with(SDPBackend.FLASH_ATTENTION),
+        "flex": flex,
+    }
     for s in stages:
         out[s.name] = lambda q, k, v, causal, s=s: s.attention(q, k, v, is_causal=causal)
     return out
@@ -67,15 +72,23 @@ def providers(stages):
 
 def time_one(fn, shape, causal, backward):
     B, H, N, D = shape
-    q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16,
-                           requires_grad=backward) for _ in range(3))
+    q, k, v = (
+        torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16, requires_grad=backward)
+        for _ in range(3)
+    )
     if not backward:
-        return triton.testing.do_bench(lambda: fn(q, k, v, causal), warmup=25, rep=100,
-                                       return_mode="median")
+        return triton.testing.do_bench(
+            lambda: fn(q, k, v, causal), warmup=25, rep=100, return_mode="median"
+        )
     out = fn(q, k, v, causal)
     do = torch.randn_like(out)
-    return triton.testing.do_bench(lambda: out.backward(do, retain_graph=True), warmup=25,
-                                   rep=100, grad_to_none=[q, k, v], return_mode="median")
+    return triton.testing.do_bench(
+        lambda: out.backward(do, retain_graph=True),
+        warmup=25,
+        rep=100,
+        grad_to_none=[q, k, v],
+        return_mode="median",
+    )
 
 
 def memory_128k(stage) -> dict:
@@ -83,8 +96,10 @@ def memory_128k(stage) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     shape = (1, 8, 131072, 128)
-    q, k, v = (torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        for _ in range(3)
+    )
     do = torch.randn(*shape, device="cuda", dtype=torch.bfloat16)
 
     def ours():
@@ -111,10 +126,14 @@ def main(argv=None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    stages = [s for s in registry.discover()
-              if s.available and s.capabilities.max_seq_len is None]
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "triton": triton.__version__, "ceilings": ceilings(), "rows": []}
+    stages = [s for s in registry.discover() if s.available and s.capabilities.max_seq_len is None]
+    report = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "ceilings": ceilings(),
+        "rows": [],
+    }
     print(report["device"], report["ceilings"], flush=True)
     provs = {k: v for k, v in providers(stages).items() if k not in args.skip}
     workloads = WORKLOADS[:2] if args.quick else WORKLOADS
@@ -132,10 +151,16 @@ def main(argv=None) -> int:
                     except Exception as exc:  # recorded; the other providers still run
                         ms, err = None, f"{type(exc).__name__}: {str(exc)[:300]}"
                     flops = attention_flops(*shape[:3], shape[2], shape[3], causal, backward)
-                    row = {"provider": name, "shape": list(shape), "causal": causal,
-                           "direction": "bwd" if backward else "fwd", "ms": ms,
-                           "tflops": flops / ms / 1e9 if ms else None, "error": err,
-                           "wall_s": round(time.time() - t0, 1)}
+                    row = {
+                        "provider": name,
+                        "shape": list(shape),
+                        "causal": causal,
+                        "direction": "bwd" if backward else "fwd",
+                        "ms": ms,
+                        "tflops": flops / ms / 1e9 if ms else None,
+                        "error": err,
+                        "wall_s": round(time.time() - t0, 1),
+                    }
                     report["rows"].append(row)
                     print(json.dumps(row), flush=True)
                     torch.cuda.empty_cache()
@@ -150,11 +175,16 @@ def main(argv=None) -> int:
 
 def print_table(report) -> None:
     rows = report["rows"]
-    cudnn = {(tuple(r["shape"]), r["causal"], r["direction"]): r["tflops"]
-             for r in rows if r["provider"] == "cudnn"}
+    cudnn = {
+        (tuple(r["shape"]), r["causal"], r["direction"]): r["tflops"]
+        for r in rows
+        if r["provider"] == "cudnn"
+    }
     peak = report["ceilings"]["bf16_matmul_tflops"]
-    print(f"\n{report['device']}  bf16 matmul {peak:.0f} TFLOP/s  "
-          f"copy {report['ceilings']['copy_gbps']:.0f} GB/s")
+    print(
+        f"\n{report['device']}  bf16 matmul {peak:.0f} TFLOP/s  "
+        f"copy {report['ceilings']['copy_gbps']:.0f} GB/s"
+    )
     print(f"{'workload':24} {'dir':4} {'provider':16} {'TFLOP/s':>8} {'x cuDNN':>8} {'% mm':>6}")
     for r in rows:
         key = (tuple(r["shape"]), r["causal"], r["direction"])
@@ -163,8 +193,10 @@ def print_table(report) -> None:
             print(f"{tag:24} {r['direction']:4} {r['provider']:16} {'failed':>8}  {r['error']}")
             continue
         ratio = r["tflops"] / cudnn[key] if cudnn.get(key) else float("nan")
-        print(f"{tag:24} {r['direction']:4} {r['provider']:16} {r['tflops']:8.1f} "
-              f"{ratio:8.2f} {100 * r['tflops'] / peak:6.1f}")
+        print(
+            f"{tag:24} {r['direction']:4} {r['provider']:16} {r['tflops']:8.1f} "
+            f"{ratio:8.2f} {100 * r['tflops'] / peak:6.1f}"
+        )
 
 
 if __name__ == "__main__":

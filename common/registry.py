@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from common.capabilities import Capabilities
 
@@ -49,8 +49,11 @@ def _load(path: Path) -> Stage:
     stage = Stage(name=path.name, number=int(path.name[1:3]), path=path)
     try:
         module = importlib.import_module(f"variants.{path.name}")
-        missing = [a for a in ("TITLE", "IDEA", "PARENT", "CAPABILITIES", "attention")
-                   if not hasattr(module, a)]
+        missing = [
+            a
+            for a in ("TITLE", "IDEA", "PARENT", "CAPABILITIES", "attention")
+            if not hasattr(module, a)
+        ]
         if missing:
             raise AttributeError(f"variants/{path.name}/__init__.py does not define {missing}")
         if not isinstance(module.CAPABILITIES, Capabilities):

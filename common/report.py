@@ -40,16 +40,19 @@ class Row:
 
 def _probes(p: Problem) -> list[Problem]:
     """Problems beyond the default that show each stage's declared limits."""
-    return [Problem(1, 1, 32, 32, p.head_dim, dtype=torch.bfloat16),
-            Problem(1, 1, 32, 32, 256), Problem(1, 1, 32, 32, 96),
-            Problem(1, 1, 32, 32, p.head_dim, causal=True),
-            Problem(1, 1, 16384, 16384, p.head_dim)]
+    return [
+        Problem(1, 1, 32, 32, p.head_dim, dtype=torch.bfloat16),
+        Problem(1, 1, 32, 32, 256),
+        Problem(1, 1, 32, 32, 96),
+        Problem(1, 1, 32, 32, p.head_dim, causal=True),
+        Problem(1, 1, 16384, 16384, p.head_dim),
+    ]
 
 
-def _refusals(stage, p: Problem) -> list[str]:
+def _refusals(stage, p: Problem, device: str) -> list[str]:
     found = []
     for probe in _probes(p):
-        q = torch.empty(1, 1, probe.n_q, probe.head_dim, dtype=probe.dtype)
+        q = torch.empty(1, 1, probe.n_q, probe.head_dim, dtype=probe.dtype, device=device)
         try:
             check_inputs(stage.name, stage.capabilities, q, q, q, probe.causal, None)
         except (TypeError, ValueError) as exc:
@@ -60,11 +63,17 @@ def _refusals(stage, p: Problem) -> list[str]:
 def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
     q, k, v = make_inputs(problem, device)
     ref = reference_attention(q, k, v, is_causal=problem.causal)
-    eager = lambda: reference_attention(q, k, v, is_causal=problem.causal, dtype=problem.dtype)  # noqa: E731
-    sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)  # noqa: E731
+
+    def eager():
+        return reference_attention(q, k, v, is_causal=problem.causal, dtype=problem.dtype)
+
+    def sdpa():
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
+
     eager_ms, sdpa_ms = bench_ms(eager, device), bench_ms(sdpa, device)
-    flops = attention_flops(problem.batch, problem.heads, problem.n_q, problem.n_k,
-                            problem.head_dim, problem.causal)
+    flops = attention_flops(
+        problem.batch, problem.heads, problem.n_q, problem.n_k, problem.head_dim, problem.causal
+    )
     rows, ms_by_name = [], {}
     stages = registry.discover()
     if names:
@@ -73,7 +82,7 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
         if not stage.available:
             rows.append(Row(stage.name, "", "unavailable", stage.error))
             continue
-        row = Row(stage.name, stage.idea, "ok", refuses=_refusals(stage, problem))
+        row = Row(stage.name, stage.idea, "ok", refuses=_refusals(stage, problem, device))
         rows.append(row)
         call = lambda s=stage: s.attention(q, k, v, is_causal=problem.causal)  # noqa: E731
         try:
@@ -95,10 +104,24 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
         row.vs_eager, row.vs_sdpa = eager_ms / row.ms, sdpa_ms / row.ms
         if stage.parent in ms_by_name:
             row.vs_parent = ms_by_name[stage.parent] / row.ms
-    rows.append(Row("torch eager", "softmax(QK^T)V in the input dtype", "ok", ms=eager_ms,
-                    tflops=flops / eager_ms / 1e9))
-    rows.append(Row("torch SDPA", "scaled_dot_product_attention", "ok", ms=sdpa_ms,
-                    tflops=flops / sdpa_ms / 1e9))
+    rows.append(
+        Row(
+            "torch eager",
+            "softmax(QK^T)V in the input dtype",
+            "ok",
+            ms=eager_ms,
+            tflops=flops / eager_ms / 1e9,
+        )
+    )
+    rows.append(
+        Row(
+            "torch SDPA",
+            "scaled_dot_product_attention",
+            "ok",
+            ms=sdpa_ms,
+            tflops=flops / sdpa_ms / 1e9,
+        )
+    )
     return rows
 
 
@@ -117,9 +140,17 @@ def print_table(rows: list[Row], header: str) -> None:
         table.add_column(col, no_wrap=True, justify="right")
     for r in rows:
         status = r.status if r.status == "ok" else f"[bold red]{r.status}[/]"
-        table.add_row(r.stage, r.idea, status, _fmt(r.max_error, ".1e"), _fmt(r.ms, ".3f"),
-                      _fmt(r.tflops, ".3g"), _fmt(r.vs_parent, ".2f"), _fmt(r.vs_eager, ".2f"),
-                      _fmt(r.vs_sdpa, ".2f"))
+        table.add_row(
+            r.stage,
+            r.idea,
+            status,
+            _fmt(r.max_error, ".1e"),
+            _fmt(r.ms, ".3f"),
+            _fmt(r.tflops, ".3g"),
+            _fmt(r.vs_parent, ".2f"),
+            _fmt(r.vs_eager, ".2f"),
+            _fmt(r.vs_sdpa, ".2f"),
+        )
     # A pipe or CI log reports 80 columns; the table needs ~130 to keep one line per stage.
     console = Console(width=max(Console().width, 132))
     console.print(table)
@@ -144,17 +175,26 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/series.json"))
     args = parser.parse_args(argv)
     device = "cuda" if on_gpu else "cpu"
-    problem = Problem(args.batch, args.heads, args.seq, args.seq, args.head_dim, args.causal,
-                      DTYPES[args.dtype])
-    where = (torch.cuda.get_device_name() if on_gpu else
-             "no GPU: Triton interpreter on the CPU (times measure the interpreter, not a GPU)")
+    problem = Problem(
+        args.batch, args.heads, args.seq, args.seq, args.head_dim, args.causal, DTYPES[args.dtype]
+    )
+    where = (
+        torch.cuda.get_device_name()
+        if on_gpu
+        else "no GPU: Triton interpreter on the CPU (times measure the interpreter, not a GPU)"
+    )
     header = f"attention series on {where}\nproblem (B, H, N, N, d) = {problem}"
     rows = run(problem, args.stages, device)
     print_table(rows, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"device": where, "interpreter": interpreting(), "platform": platform.platform(),
-               "torch": torch.__version__, "problem": str(problem),
-               "rows": [asdict(r) for r in rows]}
+    payload = {
+        "device": where,
+        "interpreter": interpreting(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "problem": str(problem),
+        "rows": [asdict(r) for r in rows],
+    }
     args.out.write_text(json.dumps(payload, indent=2))
     print(f"results written to {args.out}")
     return 1 if any(r.status in ("wrong", "error", "unavailable") for r in rows) else 0

@@ -19,9 +19,11 @@ from common.reference import reference_attention
 
 FACTOR = 2.0
 # Every stage accumulates in fp32 whatever its input dtype, in a different (equally valid) order
-# from PyTorch's. Where PyTorch's own error is ~0 (fp32, or a gradient that cancels to 0 as with
-# one key), a few fp32 ulps at the output's magnitude is the noise floor of that reordering.
-FP32_ACCUM_ULPS = 8
+# from PyTorch's, and the flash backward rebuilds P as exp2(s*log2(e) - LSE) with arguments up
+# to ~16, which costs ~4 bits of relative precision. Where PyTorch's own error is ~0 (fp32, or a
+# gradient that cancels to 0 as with one key), 32 fp32 ulps at the output's magnitude (~4e-6
+# relative) is that noise floor; it is far below bf16/fp16 rounding and any real bug (>= 1e-3).
+FP32_ACCUM_ULPS = 32
 
 
 @dataclass(frozen=True)
@@ -47,23 +49,45 @@ class Problem:
     def fits(self, caps: Capabilities, interpreting: bool = False) -> bool:
         longest = max(self.n_q, self.n_k)
         cpu_limit = caps.interpreter_max_seq_len if interpreting else None
-        return (cpu_limit is None or longest <= cpu_limit) and (self.dtype in caps.dtypes
-                and caps.min_head_dim <= self.head_dim <= caps.max_head_dim
-                and (caps.max_seq_len is None or longest <= caps.max_seq_len)
-                and (caps.causal or not self.causal)
-                and (caps.cross_lengths or self.n_q == self.n_k))
+        return (cpu_limit is None or longest <= cpu_limit) and (
+            self.dtype in caps.dtypes
+            and caps.min_head_dim <= self.head_dim <= caps.max_head_dim
+            and (caps.max_seq_len is None or longest <= caps.max_seq_len)
+            and (caps.causal or not self.causal)
+            and (caps.cross_lengths or self.n_q == self.n_k)
+        )
 
 
 def make_inputs(p: Problem, device, requires_grad=False, generator=None):
     """Fresh standard-normal q, k, v for problem ``p`` (never zeros), laid out as asked."""
+
     def one(n):
         if p.layout == "bnhd":
-            t = torch.randn(p.batch, n, p.heads, p.head_dim, generator=generator,
-                            device=device, dtype=torch.float32).to(p.dtype).transpose(1, 2)
+            t = (
+                torch.randn(
+                    p.batch,
+                    n,
+                    p.heads,
+                    p.head_dim,
+                    generator=generator,
+                    device=device,
+                    dtype=torch.float32,
+                )
+                .to(p.dtype)
+                .transpose(1, 2)
+            )
         else:
-            t = torch.randn(p.batch, p.heads, n, p.head_dim, generator=generator,
-                            device=device, dtype=torch.float32).to(p.dtype)
+            t = torch.randn(
+                p.batch,
+                p.heads,
+                n,
+                p.head_dim,
+                generator=generator,
+                device=device,
+                dtype=torch.float32,
+            ).to(p.dtype)
         return t.requires_grad_(requires_grad)
+
     return one(p.n_q), one(p.n_k), one(p.n_k)
 
 
@@ -96,8 +120,10 @@ class Verdict:
         return self.error <= self.budget  # NaN compares False: a NaN never passes
 
     def __str__(self) -> str:
-        return (f"{self.name}: max|err| {self.error:.3e} vs budget {self.budget:.3e} "
-                f"(PyTorch same-dtype error {self.torch_error:.3e})")
+        return (
+            f"{self.name}: max|err| {self.error:.3e} vs budget {self.budget:.3e} "
+            f"(PyTorch same-dtype error {self.torch_error:.3e})"
+        )
 
 
 def judge(name: str, out: torch.Tensor, ref64: torch.Tensor, torch_lowp: torch.Tensor) -> Verdict:
@@ -146,7 +172,7 @@ def backward_verdicts(stage, p: Problem, device) -> list[Verdict]:
         lowp = reference_attention(q, k, v, is_causal=p.causal, scale=scale, dtype=p.dtype)
         lowp_grads = torch.autograd.grad(lowp, (q, k, v), do)
     verdicts = [judge(f"{stage.name} {p} out", out.detach(), ref.detach(), lowp.detach())]
-    for name, g, r, lo in zip(("dq", "dk", "dv"), grads, ref_grads, lowp_grads):
+    for name, g, r, lo in zip(("dq", "dk", "dv"), grads, ref_grads, lowp_grads, strict=True):
         verdicts.append(judge(f"{stage.name} {p} {name}", g, r, lo))
     return verdicts
 
@@ -176,13 +202,15 @@ def conformance_problems(on_gpu: bool) -> list[Problem]:
             P(1, 2, 130, 77, 32, dtype=bf16, scale=1.3),
         ]
     problems = []
-    for n, d in ((1, 64), (17, 128), (130, 96), (1000, 64), (4096, 128), (4224, 256),
-                 (16384, 128)):
+    for n, d in ((1, 64), (17, 128), (130, 96), (1000, 64), (4096, 128), (4224, 256), (16384, 128)):
         for causal in (False, True):
             problems.append(P(1, 2 if n <= 4224 else 1, n, n, d, causal, bf16))
     for causal in (False, True):
-        problems += [P(1, 2, 1024, 1024, 128, causal, f16), P(1, 2, 1000, 1000, 64, causal, f32),
-                     P(1, 2, 4096, 4096, 64, causal, f32)]
+        problems += [
+            P(1, 2, 1024, 1024, 128, causal, f16),
+            P(1, 2, 1000, 1000, 64, causal, f32),
+            P(1, 2, 4096, 4096, 64, causal, f32),
+        ]
     problems += [
         P(2, 3, 1000, 1000, 64, True, bf16, "bnhd"),
         P(1, 4, 777, 1500, 128, True, f16),

@@ -47,57 +47,72 @@ def check_inputs(stage: str, caps: Capabilities, query, key, value, is_causal, s
     """Validate an ``attention(query, key, value, is_causal=, scale=)`` call; return the scale."""
     names = ("query", "key", "value")
     tensors = (query, key, value)
-    for name, t in zip(names, tensors):
+    for name, t in zip(names, tensors, strict=True):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{stage}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    for name, t in zip(names, tensors):
+    for name, t in zip(names, tensors, strict=True):
         if not t.is_floating_point():
             raise TypeError(f"{stage}: {name} must be a floating tensor, got {t.dtype}")
-    for name, t in zip(names[1:], tensors[1:]):
+    for name, t in zip(names[1:], tensors[1:], strict=True):
         if t.dtype != query.dtype:
-            raise TypeError(f"{stage}: {name}.dtype {t.dtype} differs from query.dtype {query.dtype}")
+            raise TypeError(
+                f"{stage}: {name}.dtype {t.dtype} differs from query.dtype {query.dtype}"
+            )
     if query.dtype not in caps.dtypes:
         allowed = ", ".join(str(d) for d in caps.dtypes)
         raise TypeError(f"{stage}: dtype {query.dtype} is not supported (supported: {allowed})")
-    for name, t in zip(names, tensors):
+    for name, t in zip(names, tensors, strict=True):
         if t.dim() != 4:
             raise ValueError(
                 f"{stage}: {name} must have 4 dims [batch, heads, seq, head_dim], got shape "
-                f"{tuple(t.shape)}")
-    for name, t in zip(names[1:], tensors[1:]):
+                f"{tuple(t.shape)}"
+            )
+    for name, t in zip(names[1:], tensors[1:], strict=True):
         if t.device != query.device:
             raise ValueError(f"{stage}: {name} is on {t.device} but query is on {query.device}")
     if query.device.type == "cpu" and not interpreting():
-        raise ValueError(f"{stage}: tensors are on the CPU; set TRITON_INTERPRET=1 to run the "
-                         "kernels under Triton's interpreter, or move them to a CUDA device")
+        raise ValueError(
+            f"{stage}: tensors are on the CPU; set TRITON_INTERPRET=1 to run the "
+            "kernels under Triton's interpreter, or move them to a CUDA device"
+        )
     if query.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{stage}: device {query.device} is not supported (cuda, or cpu with "
-                         "TRITON_INTERPRET=1)")
+        raise ValueError(
+            f"{stage}: device {query.device} is not supported (cuda, or cpu with "
+            "TRITON_INTERPRET=1)"
+        )
     B, H, n_q, d = query.shape
     if key.shape[:2] != (B, H) or value.shape[:2] != (B, H):
         raise ValueError(
             f"{stage}: batch and heads must match: query {tuple(query.shape)}, key "
             f"{tuple(key.shape)}, value {tuple(value.shape)} (grouped-query heads are not "
-            "supported)")
+            "supported)"
+        )
     if key.shape != value.shape:
-        raise ValueError(f"{stage}: key {tuple(key.shape)} and value {tuple(value.shape)} must "
-                         "have the same shape")
+        raise ValueError(
+            f"{stage}: key {tuple(key.shape)} and value {tuple(value.shape)} must "
+            "have the same shape"
+        )
     if key.shape[3] != d:
         raise ValueError(f"{stage}: key head_dim {key.shape[3]} differs from query head_dim {d}")
     n_k = key.shape[2]
     if not caps.cross_lengths and n_k != n_q:
         raise ValueError(f"{stage}: query length {n_q} and key length {n_k} must be equal")
     if d != 0 and not caps.min_head_dim <= d <= caps.max_head_dim:
-        raise ValueError(f"{stage}: head_dim {d} is outside the supported range "
-                         f"{caps.min_head_dim}..{caps.max_head_dim}")
+        raise ValueError(
+            f"{stage}: head_dim {d} is outside the supported range "
+            f"{caps.min_head_dim}..{caps.max_head_dim}"
+        )
     if caps.max_seq_len is not None and max(n_q, n_k) > caps.max_seq_len:
-        raise ValueError(f"{stage}: sequence length {max(n_q, n_k)} exceeds this stage's limit "
-                         f"of {caps.max_seq_len}")
+        raise ValueError(
+            f"{stage}: sequence length {max(n_q, n_k)} exceeds this stage's limit "
+            f"of {caps.max_seq_len}"
+        )
     if d == 0:
         raise ValueError(f"{stage}: head_dim must be at least 1, got 0")
     if n_k == 0 and n_q > 0:
-        raise ValueError(f"{stage}: key/value have sequence length 0: softmax over no keys is "
-                         "undefined")
+        raise ValueError(
+            f"{stage}: key/value have sequence length 0: softmax over no keys is undefined"
+        )
     if not isinstance(is_causal, bool):
         raise TypeError(f"{stage}: is_causal must be a bool, got {type(is_causal).__name__}")
     if is_causal and not caps.causal:

@@ -14,8 +14,12 @@ import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):
-    parser.addoption("--variant", action="append", default=[],
-                     help="run only the tests of this stage (folder name or vNN); repeatable")
+    parser.addoption(
+        "--variant",
+        action="append",
+        default=[],
+        help="run only the tests of this stage (folder name or vNN); repeatable",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +37,12 @@ def pytest_collection_modifyitems(config, items):
         name = params.get("stage_name") or params.get("stage")
         name = name if isinstance(name, str) else None
         folder = item.path.parent.name
-        hit = any((name and (name == w or name.startswith(w + "_")))
-                  or folder == w or folder.startswith(w + "_") for w in wanted)
+        hit = any(
+            (name and (name == w or name.startswith(w + "_")))
+            or folder == w
+            or folder.startswith(w + "_")
+            for w in wanted
+        )
         (keep if hit else drop).append(item)
     items[:] = keep
     config.hook.pytest_deselected(items=drop)

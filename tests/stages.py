@@ -27,6 +27,9 @@ def cases(need_backward=False):
             continue
         if need_backward and not stage.capabilities.backward:
             continue
-        out += [pytest.param(name, p, id=f"{name}-{p}") for p in PROBLEMS
-                if p.fits(stage.capabilities, interpreting())]
+        out += [
+            pytest.param(name, p, id=f"{name}-{p}")
+            for p in PROBLEMS
+            if p.fits(stage.capabilities, interpreting())
+        ]
     return out

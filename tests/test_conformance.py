@@ -19,4 +19,3 @@ def test_backward_matches_reference(stage_name, problem, device):
     stage = stage_or_fail(stage_name)
     bad = [str(v) for v in backward_verdicts(stage, problem, device) if not v.ok]
     assert not bad, "\n".join(bad)
-

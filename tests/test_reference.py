@@ -26,3 +26,13 @@ def test_budget_rejects_a_wrong_result_and_nan():
     # Reading keys one past the end changes the answer too much to pass.
     shifted = reference_attention(q, k.roll(1, dims=2), v, dtype=torch.bfloat16)
     assert not judge("shifted keys", shifted, ref, lowp).ok
+
+
+def test_budget_rejects_small_fp32_errors():
+    q, k, v = make_inputs(Problem(1, 2, 33, 33, 32), "cpu")
+    ref = reference_attention(q, k, v)
+    lowp = reference_attention(q, k, v, dtype=torch.float32)
+    assert judge("same", lowp, ref, lowp).ok
+    wrong = lowp.clone()
+    wrong[0, 0, 3, 3] += 1e-3
+    assert not judge("off by 1e-3", wrong, ref, lowp).ok

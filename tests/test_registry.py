@@ -35,7 +35,7 @@ def test_get_unknown_names_the_known_stages():
         registry.get("v77_nothing")
 
 
-STAGE_INIT = '''
+STAGE_INIT = """
 import torch
 from common.capabilities import Capabilities
 TITLE = "demo"
@@ -44,7 +44,7 @@ PARENT = "v01_basic"
 CAPABILITIES = Capabilities(dtypes=(torch.float32,), min_head_dim=1, max_head_dim=64,
                             max_seq_len=None, causal=False, backward=False)
 from variants.v02_vectorized import attention
-'''
+"""
 
 
 @pytest.fixture

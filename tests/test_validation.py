@@ -102,8 +102,9 @@ def test_sequence_too_long(stage):
     if caps.max_seq_len is None:
         pytest.skip("no declared sequence limit")
     q, k, v = qkv(n=2, n_k=caps.max_seq_len + 1, d=d_ok(caps))
-    expect(ValueError, f"exceeds this stage's limit of {caps.max_seq_len}",
-           stage.attention, q, k, v)
+    expect(
+        ValueError, f"exceeds this stage's limit of {caps.max_seq_len}", stage.attention, q, k, v
+    )
 
 
 @pytest.mark.parametrize("scale", [float("inf"), float("nan")])

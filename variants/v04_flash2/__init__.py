@@ -3,8 +3,10 @@ import torch
 from common.capabilities import Capabilities
 
 TITLE = "FlashAttention-2: deferred normalisation, causal tile split, autotuned, with backward"
-IDEA = "FA2's loop order and bookkeeping (exp2, one division at the end, skipped causal tiles) "\
+IDEA = (
+    "FA2's loop order and bookkeeping (exp2, one division at the end, skipped causal tiles) "
     "plus a two-kernel backward from the saved log-sum-exp"
+)
 PARENT = "v03_tiled"
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),

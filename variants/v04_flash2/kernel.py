@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from common.triton_helpers import dot, dot_upcast
+from common.triton_helpers import cast, dot, interp_bf16
 from common.validation import check_inputs, interpreting, new_output
 
 from . import CAPABILITIES, configs
@@ -48,12 +48,12 @@ def _load_tile(ptrs, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.c
 def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stride_vn, stride_vk,
                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERP_BF16: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         k = _load_tile(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
-        qk = dot(q, tl.trans(k), None, DOT_UPCAST) * qk_scale
+        qk = dot(q, tl.trans(k), None, INTERP_BF16) * qk_scale
         if MASKED:
             keep = cols[None, :] < N_KV
             if IS_CAUSAL:
@@ -66,7 +66,7 @@ def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stri
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = _load_tile(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
-        acc = dot(p.to(v.dtype), v, acc * alpha[:, None], DOT_UPCAST)
+        acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc * alpha[:, None], INTERP_BF16)
         m_i = m_ij
     return acc, l_i, m_i
 
@@ -80,7 +80,7 @@ def _attn_fwd(
     stride_oz, stride_oh, stride_om, stride_ok,
     H, N_Q, N_KV, N_KEY, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERP_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if IS_CAUSAL:
@@ -117,11 +117,11 @@ def _attn_fwd(
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     0, lo, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
+                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
+                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
 
     # -- epilogue: the one division FA2 defers to the end, and the row's log-sum-exp (base 2)
     acc = acc / l_i[:, None]
@@ -129,7 +129,7 @@ def _attn_fwd(
              mask=offs_m < N_Q)
     tl.store(Out + off_z * stride_oz + off_h * stride_oh
              + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
-             acc.to(Out.dtype.element_ty), mask=row_mask)
+             cast(acc, Out.dtype.element_ty, INTERP_BF16), mask=row_mask)
 
 
 # ---------------------------------------------------------------------------- backward kernels
@@ -158,7 +158,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                          stride_qm, stride_qk, stride_dm, stride_dk, lo, hi, offs_n, offs_d,
                          N_Q, qk_scale, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-                         DOT_UPCAST: tl.constexpr):
+                         INTERP_BF16: tl.constexpr):
     offs_m = tl.arange(0, BLOCK_M)
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m
@@ -167,7 +167,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
         lse = tl.load(lse_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
             tl.load(lse_head + rows)
         # -- P^T for this (keys, queries) tile, rebuilt from the saved log-sum-exp
-        p_t = tl.math.exp2(dot(k, tl.trans(q), None, DOT_UPCAST) * qk_scale - lse[None, :])
+        p_t = tl.math.exp2(dot(k, tl.trans(q), None, INTERP_BF16) * qk_scale - lse[None, :])
         if MASKED:
             keep = rows[None, :] < N_Q
             if IS_CAUSAL:
@@ -175,12 +175,12 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
             p_t = tl.where(keep, p_t, 0.0)
         do = _load_tile(do_head + rows[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                         rows, N_Q, offs_d, HEAD_DIM, BLOCK_D, MASKED)
-        dv = dot(p_t.to(do.dtype), do, dv, DOT_UPCAST)
+        dv = dot(cast(p_t, do.dtype, INTERP_BF16), do, dv, INTERP_BF16)
         # -- dS^T = P^T * (dP^T - Delta), dP^T = V dO^T
         delta = tl.load(delta_head + rows, mask=rows < N_Q, other=0.0) if MASKED else \
             tl.load(delta_head + rows)
-        ds_t = p_t * (dot(v, tl.trans(do), None, DOT_UPCAST) - delta[None, :])
-        dk = dot(ds_t.to(q.dtype), q, dk, DOT_UPCAST)
+        ds_t = p_t * (dot(v, tl.trans(do), None, INTERP_BF16) - delta[None, :])
+        dk = dot(cast(ds_t, q.dtype, INTERP_BF16), q, dk, INTERP_BF16)
     return dk, dv
 
 
@@ -194,7 +194,7 @@ def _attn_bwd_dkdv(
     stride_gz, stride_gh, stride_gn, stride_gk,
     H, N_Q, N_KV, N_KEY, sm_scale, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERP_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     start_n = tl.program_id(0) * BLOCK_N
     off_hz = tl.program_id(1)
@@ -203,10 +203,10 @@ def _attn_bwd_dkdv(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     kv_mask = (offs_n[:, None] < N_KV) & (offs_d[None, :] < HEAD_DIM)
-    k = tl.load(K + off_z * stride_kz + off_h * stride_kh
-                + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk, mask=kv_mask, other=0.0)
-    v = tl.load(V + off_z * stride_vz + off_h * stride_vh
-                + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk, mask=kv_mask, other=0.0)
+    k = tl.load(K + off_z * stride_kz + off_h * stride_kh + offs_n[:, None] * stride_kn
+                + offs_d[None, :] * stride_kk, mask=kv_mask, other=0.0)
+    v = tl.load(V + off_z * stride_vz + off_h * stride_vh + offs_n[:, None] * stride_vn
+                + offs_d[None, :] * stride_vk, mask=kv_mask, other=0.0)
     q_head = Q + off_z * stride_qz + off_h * stride_qh
     do_head = DO + off_z * stride_dz + off_h * stride_dh
     lse_head = LSE + off_hz.to(tl.int64) * N_Q
@@ -224,7 +224,7 @@ def _attn_bwd_dkdv(
                                       stride_qm, stride_qk, stride_dm, stride_dk,
                                       diag_lo, tl.minimum(diag_hi, N_Q), offs_n, offs_d, N_Q,
                                       qk_scale, True, True, HEAD_DIM, BLOCK_D, BLOCK_M,
-                                      DOT_UPCAST)
+                                      INTERP_BF16)
         full_lo = diag_hi
     else:
         full_lo = 0
@@ -232,25 +232,25 @@ def _attn_bwd_dkdv(
     dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                                   stride_qm, stride_qk, stride_dm, stride_dk,
                                   full_lo, full_hi, offs_n, offs_d, N_Q, qk_scale,
-                                  False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, DOT_UPCAST)
+                                  False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, INTERP_BF16)
     dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, q_head, do_head, lse_head, delta_head,
                                   stride_qm, stride_qk, stride_dm, stride_dk,
                                   full_hi, N_Q, offs_n, offs_d, N_Q, qk_scale,
-                                  True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, DOT_UPCAST)
+                                  True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_M, INTERP_BF16)
 
     # dS is the gradient of the scaled scores: dK picks up the softmax scale once, here.
     dk *= sm_scale
     g_off = off_z * stride_gz + off_h * stride_gh + offs_n[:, None] * stride_gn \
         + offs_d[None, :] * stride_gk
-    tl.store(DK + g_off, dk.to(DK.dtype.element_ty), mask=kv_mask)
-    tl.store(DV + g_off, dv.to(DV.dtype.element_ty), mask=kv_mask)
+    tl.store(DK + g_off, cast(dk, DK.dtype.element_ty, INTERP_BF16), mask=kv_mask)
+    tl.store(DV + g_off, cast(dv, DV.dtype.element_ty, INTERP_BF16), mask=kv_mask)
 
 
 @triton.jit
 def _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                        stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
                        MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, DOT_UPCAST: tl.constexpr):
+                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERP_BF16: tl.constexpr):
     offs_n = tl.arange(0, BLOCK_N)
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -258,14 +258,14 @@ def _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_
                        cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
         v = _load_tile(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
-        p = tl.math.exp2(dot(q, tl.trans(k), None, DOT_UPCAST) * qk_scale - lse[:, None])
+        p = tl.math.exp2(dot(q, tl.trans(k), None, INTERP_BF16) * qk_scale - lse[:, None])
         if MASKED:
             keep = cols[None, :] < N_KV
             if IS_CAUSAL:
                 keep = keep & (cols[None, :] <= offs_m[:, None])
             p = tl.where(keep, p, 0.0)
-        ds = p * (dot(do, tl.trans(v), None, DOT_UPCAST) - delta[:, None])
-        dq = dot(ds.to(k.dtype), k, dq, DOT_UPCAST)
+        ds = p * (dot(do, tl.trans(v), None, INTERP_BF16) - delta[:, None])
+        dq = dot(cast(ds, k.dtype, INTERP_BF16), k, dq, INTERP_BF16)
     return dq
 
 
@@ -279,7 +279,7 @@ def _attn_bwd_dq(
     stride_gz, stride_gh, stride_gm, stride_gk,
     H, N_Q, N_KV, N_KEY, sm_scale, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERP_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if IS_CAUSAL:  # longest rows first, as in the forward
@@ -312,14 +312,14 @@ def _attn_bwd_dq(
         hi = N_KV
     dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                             stride_vn, stride_vk, 0, lo, offs_m, offs_d, N_KV, qk_scale,
-                            False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
+                            False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
     dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                             stride_vn, stride_vk, lo, hi, offs_m, offs_d, N_KV, qk_scale,
-                            True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, DOT_UPCAST)
+                            True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
     dq *= sm_scale
     tl.store(DQ + off_z * stride_gz + off_h * stride_gh
              + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk,
-             dq.to(DQ.dtype.element_ty), mask=row_mask)
+             cast(dq, DQ.dtype.element_ty, INTERP_BF16), mask=row_mask)
 
 
 # ------------------------------------------------------------------------------- host launchers
@@ -352,7 +352,7 @@ def _launch(kernel, tuned, fixed, owned, rows, batch_heads, *args, **meta):
 def _meta(q, causal):
     d = q.shape[-1]
     return dict(IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)),
-                DOT_UPCAST=dot_upcast(q.dtype))
+                INTERP_BF16=interp_bf16(q.dtype))
 
 
 def _n_key(q, k):

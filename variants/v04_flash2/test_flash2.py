@@ -32,7 +32,7 @@ def test_loss_backward_in_a_module_matches_sdpa():
     x = torch.randn(2, 37, 64, device=DEVICE)
     for model in (ours, ref):
         model(x).square().mean().backward()
-    for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
@@ -46,14 +46,15 @@ def test_return_lse_is_the_natural_log_sum_exp():
 
 
 def test_forward_and_backward_are_bitwise_deterministic():
-    q, k, v = make_inputs(Problem(1, 2, 70, 70, 64, causal=True, dtype=torch.float16), DEVICE,
-                          requires_grad=True)
+    q, k, v = make_inputs(
+        Problem(1, 2, 70, 70, 64, causal=True, dtype=torch.float16), DEVICE, requires_grad=True
+    )
     do = torch.randn_like(q)
     runs = []
     for _ in range(2):
         out = stage.attention(q, k, v, is_causal=True)
         runs.append((out, *torch.autograd.grad(out, (q, k, v), do)))
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
 
 
