@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--quick", action="store_true", help="first two workloads only")
     parser.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these providers")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stages = [s for s in registry.discover() if s.available and s.capabilities.max_seq_len is None]
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
         "rows": [],
     }
     print(report["device"], report["ceilings"], flush=True)
-    provs = {k: v for k, v in providers(stages).items() if k not in args.skip}
+    provs = {k: v for k, v in providers(stages).items()
+             if k not in args.skip and (args.only is None or k in args.only)}
     workloads = WORKLOADS[:2] if args.quick else WORKLOADS
     for shape in workloads:
         for causal in (False, True):
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
                     report["rows"].append(row)
                     print(json.dumps(row), flush=True)
                     torch.cuda.empty_cache()
-    v04 = next((s for s in stages if s.capabilities.backward), None)
+    v04 = next((s for s in stages if s.capabilities.backward and s.name in provs), None)
     if v04 is not None:
         report["memory_128k"] = {"stage": v04.name, **memory_128k(v04)}
         print("memory_128k", report["memory_128k"], flush=True)

@@ -24,7 +24,8 @@ def _attn_fwd(
     stride_kz, stride_kh, stride_kn, stride_kk,
     stride_vz, stride_vh, stride_vn, stride_vk,
     stride_oz, stride_oh, stride_om, stride_ok,
-    H, N_Q, N_KV, HEAD_DIM, sm_scale,
+    H, N_Q, N_KV, sm_scale,
+    HEAD_DIM: tl.constexpr,
     IS_CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -42,7 +43,13 @@ def _attn_fwd(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    d_mask = offs_d < HEAD_DIM  # head dims like 96 are padded to BLOCK_D = 128 with zeros
+    # Head dims like 96 are padded to BLOCK_D = 128 with zeros. For a power-of-two head dim the
+    # column mask is a compile-time all-true constant, so masks vary only by row and loads stay
+    # 16-byte vectors (with a run-time column mask every element was loaded on its own).
+    if HEAD_DIM == BLOCK_D:
+        d_mask = tl.full([BLOCK_D], 1, tl.int1)
+    else:
+        d_mask = offs_d < HEAD_DIM
     q = tl.load(q_head + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                 mask=(offs_m[:, None] < N_Q) & d_mask[None, :], other=0.0)
 
@@ -113,8 +120,8 @@ def attention(query, key, value, *, is_causal=False, scale=None):
     _attn_fwd[grid](
         query, key, value, out,
         *query.stride(), *key.stride(), *value.stride(), *out.stride(),
-        H, n_q, key.shape[2], d, scale,
-        IS_CAUSAL=is_causal, BLOCK_D=max(16, triton.next_power_of_2(d)),
+        H, n_q, key.shape[2], scale,
+        HEAD_DIM=d, IS_CAUSAL=is_causal, BLOCK_D=max(16, triton.next_power_of_2(d)),
         INTERP_BF16=interp_bf16(query.dtype), **cfg,
     )
     return out
