@@ -136,8 +136,11 @@ def main(argv=None) -> int:
         "rows": [],
     }
     print(report["device"], report["ceilings"], flush=True)
-    provs = {k: v for k, v in providers(stages).items()
-             if k not in args.skip and (args.only is None or k in args.only)}
+    provs = {
+        k: v
+        for k, v in providers(stages).items()
+        if k not in args.skip and (args.only is None or k in args.only)
+    }
     workloads = WORKLOADS[:2] if args.quick else WORKLOADS
     for shape in workloads:
         for causal in (False, True):
