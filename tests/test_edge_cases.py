@@ -70,8 +70,9 @@ def test_expanded_key_value_are_read_not_assumed_dense(stage):
     v = torch.randn(2, 2, 23, d, device=DEVICE)
     out = stage.attention(q, k, v, is_causal=True)
     ref = reference_attention(q, k, v, is_causal=True)
-    verdict = judge("expanded", out, ref, reference_attention(q, k, v, is_causal=True,
-                                                             dtype=torch.float32))
+    verdict = judge(
+        "expanded", out, ref, reference_attention(q, k, v, is_causal=True, dtype=torch.float32)
+    )
     assert verdict.ok, str(verdict)
 
 

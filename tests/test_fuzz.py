@@ -43,8 +43,12 @@ def problems(draw, caps):
 def test_fuzz_forward_against_reference(stage_name):
     stage = stage_or_fail(stage_name)
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(problems(stage.capabilities))
     def check(problem):
         verdict = forward_verdict(stage, problem, DEVICE)
