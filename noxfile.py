@@ -15,6 +15,8 @@ TORCH_CPU = "torch==2.13.0"
 TRITON = "triton==3.6.0"  # the version on the GPU machines
 NUMPY = "numpy<2.4"  # numpy 2.4 breaks Triton 3.6's interpreter (see pyproject.toml)
 TEST_DEPS = ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100"]
+# Tests of the shared code, not parametrized by stage: they run in test(variant='common').
+COMMON_TESTS = ["tests/test_registry.py", "tests/test_reference.py", "tests/test_scaffold.py"]
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["test", "lint"]
@@ -38,18 +40,10 @@ def test(session, variant):
     """The conformance suite under Triton's interpreter, one stage (or the shared code) alone."""
     _install_cpu(session, *TEST_DEPS)
     if variant == "common":
-        targets = ["tests/test_registry.py", "tests/test_reference.py"]
+        targets = COMMON_TESTS
     else:
-        targets = [
-            "tests",
-            f"variants/{variant}",
-            "--variant",
-            variant,
-            "--deselect",
-            "tests/test_registry.py",
-            "--deselect",
-            "tests/test_reference.py",
-        ]
+        deselect = [arg for path in COMMON_TESTS for arg in ("--ignore", path)]
+        targets = ["tests", f"variants/{variant}", "--variant", variant, *deselect]
     session.run(
         "python",
         "-m",
@@ -86,6 +80,12 @@ def series(session):
         session.error("use `python3 -m common report` directly on the GPU machine")
     _install_cpu(session, "rich>=13", "matplotlib>=3.8")
     session.run("python", "-m", "common", "report", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def new_variant(session):
+    """Scaffold a stage from its parent: ``nox -s new_variant -- v05_my_idea --from v04_flash2``."""
+    session.run("python3", "-m", "common", "new", *session.posargs)
 
 
 @nox.session

@@ -1,18 +1,12 @@
-"""``python -m common report``: the series report (see common/report.py)."""
+"""``python -m common report`` (the series report) and ``python -m common new`` (a new stage)."""
 
-import os
 import sys
 
-import torch
-
-if not torch.cuda.is_available():
-    # Must be set before any stage module is imported, so Triton builds interpreted kernels.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+COMMANDS = {"report": "common.report", "new": "common.scaffold"}
 
 if __name__ == "__main__":
-    commands = {"report"}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python -m common {{{','.join(sorted(commands))}}} [options]")
-    from common.report import main
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python -m common {{{','.join(COMMANDS)}}} [options]")
+    import importlib
 
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(importlib.import_module(COMMANDS[sys.argv[1]]).main(sys.argv[2:]))

@@ -13,8 +13,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from common.capabilities import Capabilities
+if TYPE_CHECKING:  # importing it needs torch; the scaffold reads VARIANTS_DIR without torch
+    from common.capabilities import Capabilities
 
 VARIANTS_DIR = Path(__file__).resolve().parent.parent / "variants"
 _FOLDER = re.compile(r"^v(\d{2})_[a-z0-9_]+$")
@@ -27,6 +29,7 @@ class Stage:
     path: Path
     title: str = ""
     idea: str = ""
+    takeaway: str = ""
     parent: str | None = None
     attention: Callable | None = None
     capabilities: Capabilities | None = None
@@ -46,6 +49,8 @@ def stage_folders() -> list[Path]:
 
 
 def _load(path: Path) -> Stage:
+    from common.capabilities import Capabilities
+
     stage = Stage(name=path.name, number=int(path.name[1:3]), path=path)
     try:
         module = importlib.import_module(f"variants.{path.name}")
@@ -65,6 +70,7 @@ def _load(path: Path) -> Stage:
     stage.module = module
     stage.title = module.TITLE
     stage.idea = module.IDEA
+    stage.takeaway = getattr(module, "TAKEAWAY", "")
     stage.parent = module.PARENT
     stage.capabilities = module.CAPABILITIES
     stage.attention = module.attention

@@ -10,6 +10,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -46,3 +48,17 @@ def pytest_collection_modifyitems(config, items):
         (keep if hit else drop).append(item)
     items[:] = keep
     config.hook.pytest_deselected(items=drop)
+
+
+@pytest.fixture
+def extra_stages(tmp_path, monkeypatch):
+    """A scratch variants folder, seen by the registry instead of the real one and importable
+    as ``variants.<name>`` in front of it."""
+    import variants
+    from common import registry
+
+    monkeypatch.setattr(registry, "VARIANTS_DIR", tmp_path)
+    monkeypatch.setattr(variants, "__path__", [str(tmp_path), *variants.__path__])
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("variants.v9")]:
+        del sys.modules[name]

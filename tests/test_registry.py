@@ -1,10 +1,7 @@
 """The registry: discovery from folders only, ordering, lookup, and unavailable stages."""
 
-import sys
-
 import pytest
 
-import variants
 from common import registry
 
 
@@ -45,16 +42,6 @@ CAPABILITIES = Capabilities(dtypes=(torch.float32,), min_head_dim=1, max_head_di
                             max_seq_len=None, causal=False, backward=False)
 from variants.v02_vectorized import attention
 """
-
-
-@pytest.fixture
-def extra_stages(tmp_path, monkeypatch):
-    """A scratch variants folder seen by the registry in front of the real ones."""
-    monkeypatch.setattr(registry, "VARIANTS_DIR", tmp_path)
-    monkeypatch.setattr(variants, "__path__", [str(tmp_path), *variants.__path__])
-    yield tmp_path
-    for name in [m for m in sys.modules if m.startswith("variants.v9")]:
-        del sys.modules[name]
 
 
 def test_new_folder_is_picked_up(extra_stages):

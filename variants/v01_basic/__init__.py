@@ -5,6 +5,11 @@ from common.capabilities import Capabilities
 TITLE = "basic: one program per query, keys and values one at a time"
 IDEA = "write softmax(QK^T)V as a loop: one program per query row, one key per iteration"
 PARENT = None
+TAKEAWAY = (
+    "Correct is the first step, not the last: every program re-reads all of K and V and "
+    "rewrites its whole score row per key, so time grows as N^3. Count the bytes before "
+    "tuning anything."
+)
 CAPABILITIES = Capabilities(
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     min_head_dim=1,
@@ -20,4 +25,4 @@ CAPABILITIES = Capabilities(
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 
-__all__ = ["attention", "TITLE", "IDEA", "PARENT", "CAPABILITIES"]
+__all__ = ["attention", "TITLE", "IDEA", "PARENT", "TAKEAWAY", "CAPABILITIES"]

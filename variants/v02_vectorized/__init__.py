@@ -5,6 +5,10 @@ from common.capabilities import Capabilities
 TITLE = "vectorized: a query's keys and values as one 2-D block"
 IDEA = "replace the per-key loops with one [N, d] block load and broadcast arithmetic"
 PARENT = "v01_basic"
+TAKEAWAY = (
+    "Loading a block instead of looping removes the per-key work inside a program, but every "
+    "query still reads all of K and V: the waste between programs is untouched."
+)
 CAPABILITIES = Capabilities(
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     min_head_dim=1,
@@ -19,4 +23,4 @@ CAPABILITIES = Capabilities(
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 
-__all__ = ["attention", "TITLE", "IDEA", "PARENT", "CAPABILITIES"]
+__all__ = ["attention", "TITLE", "IDEA", "PARENT", "TAKEAWAY", "CAPABILITIES"]

@@ -5,6 +5,10 @@ from common.capabilities import Capabilities
 TITLE = "tiled: blocks of queries, K/V streamed in tiles, online softmax"
 IDEA = "stream K/V tiles through tl.dot with a running max and sum: O(N) memory, tensor cores"
 PARENT = "v02_vectorized"
+TAKEAWAY = (
+    "Share each K/V tile across a block of queries and keep a running max and sum: memory "
+    "becomes O(N), the matmuls move to tensor cores, and any length fits."
+)
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
     min_head_dim=16,  # tl.dot needs K >= 16
@@ -17,4 +21,4 @@ CAPABILITIES = Capabilities(
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 
-__all__ = ["attention", "TITLE", "IDEA", "PARENT", "CAPABILITIES"]
+__all__ = ["attention", "TITLE", "IDEA", "PARENT", "TAKEAWAY", "CAPABILITIES"]
