@@ -18,22 +18,9 @@ import torch
 import triton
 
 from common import registry
-from common.timing import attention_flops, peak_extra_bytes
+from common.timing import attention_flops, ceilings, peak_extra_bytes
 
 WORKLOADS = [(4, 32, 4096, 64), (2, 32, 16384, 64), (4, 16, 4096, 128), (2, 16, 16384, 128)]
-
-
-def ceilings() -> dict:
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = triton.testing.do_bench(lambda: a @ b, warmup=50, rep=300, return_mode="median")
-    x = torch.randn(2**29 // 2, device="cuda", dtype=torch.bfloat16)  # 512 MiB
-    y = torch.empty_like(x)
-    copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300, return_mode="median")
-    return {
-        "bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
-        "copy_gbps": 2 * x.numel() * 2 / copy_ms / 1e6,
-    }
 
 
 def providers(stages):
@@ -132,7 +119,7 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "ceilings": ceilings(),
+        "ceilings": ceilings("cuda"),
         "rows": [],
     }
     print(report["device"], report["ceilings"], flush=True)

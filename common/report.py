@@ -5,18 +5,20 @@ refuses is reported and the run goes on."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from common import registry
+from common import cost, registry
+from common.plots import write_plots
 from common.reference import reference_attention
 from common.testing import Problem, judge, make_inputs, torch_matmul_precision
-from common.timing import attention_flops, bench_ms
+from common.timing import attention_flops, bench_ms, ceilings, peak_extra_bytes
 from common.validation import check_inputs, interpreting
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,6 +37,8 @@ class Row:
     vs_parent: float | None = None
     vs_eager: float | None = None
     vs_sdpa: float | None = None
+    model_gb: float | None = None  # bytes the stage's cost model says it moves
+    gbps: float | None = None  # model bytes over measured time
     refuses: list[str] = field(default_factory=list)
 
 
@@ -101,6 +105,9 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
         row.ms = bench_ms(call, device)
         ms_by_name[stage.name] = row.ms
         row.tflops = flops / row.ms / 1e9
+        moved = cost.model(stage, problem)["bytes"]
+        if moved:
+            row.model_gb, row.gbps = moved / 1e9, moved / row.ms / 1e6
         row.vs_eager, row.vs_sdpa = eager_ms / row.ms, sdpa_ms / row.ms
         if stage.parent in ms_by_name:
             row.vs_parent = ms_by_name[stage.parent] / row.ms
@@ -125,6 +132,58 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
     return rows
 
 
+def _sweep_point(p: Problem, stages, device) -> list[dict]:
+    q, k, v = make_inputs(p, device)
+    flops = attention_flops(p.batch, p.heads, p.n_q, p.n_k, p.head_dim, p.causal)
+    calls = {
+        s.name: (lambda s=s: s.attention(q, k, v, is_causal=p.causal))
+        for s in stages
+        if p.fits(s.capabilities, interpreting())
+    }
+    calls["torch SDPA"] = lambda: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, is_causal=p.causal
+    )
+    scores_bytes = p.batch * p.heads * p.n_q * p.n_k * p.dtype.itemsize
+    if device == "cpu" or scores_bytes * 3 < torch.cuda.mem_get_info()[0] / 2:
+        calls["torch eager"] = lambda: reference_attention(
+            q, k, v, is_causal=p.causal, dtype=p.dtype
+        )
+    records, by_name = [], {}
+    for name, fn in calls.items():
+        rec = {"provider": name, "n": p.n_q, "problem": str(p), "flops": flops}
+        records.append(rec)
+        try:
+            rec["ms"] = bench_ms(fn, device)
+        except Exception as exc:  # recorded; the sweep goes on
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        rec["tflops"] = flops / rec["ms"] / 1e9
+        stage = next((s for s in stages if s.name == name), None)
+        if stage is not None:
+            m = cost.model(stage, p)
+            rec["bytes"], rec["intensity"] = m["bytes"], m["intensity"]
+            if stage.parent in by_name:
+                rec["vs_parent"] = by_name[stage.parent] / rec["ms"]
+        peak = peak_extra_bytes(fn, device)
+        rec["peak_mib"] = peak / 2**20 if peak is not None else None
+        by_name[name] = rec["ms"]
+    return records
+
+
+def sweep(template: Problem, lengths, names, device) -> list[dict]:
+    """Every stage and the two references at each length: time, TFLOP/s, the cost model's
+    bytes and intensity, and (on a GPU) peak extra memory. Refusals and errors are recorded."""
+    from rich.progress import track
+
+    stages = [s for s in registry.discover() if s.available]
+    if names:
+        stages = [s for s in stages if s.name in names or s.name[:3] in names]
+    records = []
+    for n in track(lengths, description="sweep over sequence lengths"):
+        records += _sweep_point(replace(template, n_q=n, n_k=n), stages, device)
+    return records
+
+
 def _fmt(x, spec):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -136,7 +195,17 @@ def print_table(rows: list[Row], header: str) -> None:
     table = Table(title=header, title_justify="left")
     table.add_column("stage", no_wrap=True)
     table.add_column("idea", ratio=1, min_width=30)
-    for col in ("status", "max err", "ms", "TFLOP/s", "vs parent", "vs eager", "vs SDPA"):
+    for col in (
+        "status",
+        "max err",
+        "ms",
+        "TFLOP/s",
+        "model GB",
+        "GB/s",
+        "vs parent",
+        "vs eager",
+        "vs SDPA",
+    ):
         table.add_column(col, no_wrap=True, justify="right")
     for r in rows:
         status = r.status if r.status == "ok" else f"[bold red]{r.status}[/]"
@@ -147,12 +216,14 @@ def print_table(rows: list[Row], header: str) -> None:
             _fmt(r.max_error, ".1e"),
             _fmt(r.ms, ".3f"),
             _fmt(r.tflops, ".3g"),
+            _fmt(r.model_gb, ".3g"),
+            _fmt(r.gbps, ".4g"),
             _fmt(r.vs_parent, ".2f"),
             _fmt(r.vs_eager, ".2f"),
             _fmt(r.vs_sdpa, ".2f"),
         )
-    # A pipe or CI log reports 80 columns; the table needs ~130 to keep one line per stage.
-    console = Console(width=max(Console().width, 132))
+    # A pipe or CI log reports 80 columns; the table needs ~165 to keep one line per stage.
+    console = Console(width=max(Console().width, 168))
     console.print(table)
     for r in rows:
         if r.detail:
@@ -172,7 +243,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seq", type=int, default=1024 if on_gpu else 32)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--causal", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("results/series.json"))
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[512, 1024, 2048, 4096, 8192, 16384] if on_gpu else [16, 32],
+        help="sequence lengths for the plots (the default problem's other dimensions)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the table only: no sweep, no plots")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/series.json"),
+        help="result file; the PNGs and a CSV are written beside it",
+    )
     args = parser.parse_args(argv)
     device = "cuda" if on_gpu else "cpu"
     problem = Problem(
@@ -187,6 +271,31 @@ def main(argv=None) -> int:
     rows = run(problem, args.stages, device)
     print_table(rows, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    records, found = [], {}
+    if not args.quick and args.sweep:
+        found = ceilings(device)
+        records = sweep(problem, args.sweep, args.stages, device)
+        short = (
+            f"{where.split(':')[0]}, {args.dtype}, B={args.batch} H={args.heads} "
+            f"d={args.head_dim}{' causal' if args.causal else ''}"
+        )
+        for png in write_plots(records, found, short, args.out.parent):
+            print(f"plot written to {png}")
+        with open(args.out.with_suffix(".csv"), "w", newline="") as fh:
+            cols = [
+                "provider",
+                "n",
+                "ms",
+                "tflops",
+                "bytes",
+                "intensity",
+                "vs_parent",
+                "peak_mib",
+                "error",
+            ]
+            writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(records)
     payload = {
         "device": where,
         "interpreter": interpreting(),
@@ -194,6 +303,8 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "problem": str(problem),
         "rows": [asdict(r) for r in rows],
+        "ceilings": found,
+        "sweep": records,
     }
     args.out.write_text(json.dumps(payload, indent=2))
     print(f"results written to {args.out}")

@@ -7,7 +7,6 @@ there is no device: the host clock is the only clock, and the numbers measure th
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
@@ -27,14 +26,12 @@ def bench_ms(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100) -> flo
         import triton
 
         return triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
-    # Interpreter: one warm-up (Triton parses the kernel on first use) and three timed runs.
+    # Interpreter: one warm-up (Triton parses the kernel on first use) and one timed run; these
+    # times describe the interpreter, not a kernel, so repeating them buys nothing.
     fn()
-    runs = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(runs)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
 
 
 def peak_extra_bytes(fn, device: str) -> int | None:
@@ -47,3 +44,21 @@ def peak_extra_bytes(fn, device: str) -> int | None:
     fn()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
+
+
+def ceilings(device: str) -> dict:
+    """The card's measured bf16 matmul rate and device-copy bandwidth (None without a GPU)."""
+    if device != "cuda":
+        return {"bf16_matmul_tflops": None, "copy_gbps": None}
+    import triton
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = triton.testing.do_bench(lambda: a @ b, warmup=50, rep=300, return_mode="median")
+    x = torch.randn(2**28, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    y = torch.empty_like(x)
+    copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300, return_mode="median")
+    return {
+        "bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
+        "copy_gbps": 2 * x.numel() * x.element_size() / copy_ms / 1e6,
+    }

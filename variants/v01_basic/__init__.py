@@ -1,5 +1,6 @@
 import torch
 
+from common import cost
 from common.capabilities import Capabilities
 
 TITLE = "basic: one program per query, keys and values one at a time"
@@ -22,6 +23,9 @@ CAPABILITIES = Capabilities(
     backward=False,
     interpreter_max_seq_len=64,
 )
+
+# Bytes through device memory (every query's program reads all of K and V).
+BYTES_MOVED = cost.kv_read_per_query
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 

@@ -1,5 +1,6 @@
 import torch
 
+from common import cost
 from common.capabilities import Capabilities
 
 TITLE = "vectorized: a query's keys and values as one 2-D block"
@@ -20,6 +21,9 @@ CAPABILITIES = Capabilities(
     causal=True,
     backward=False,
 )
+
+# Bytes through device memory (still once per query: the block load is inside one program).
+BYTES_MOVED = cost.kv_read_per_query
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 

@@ -1,5 +1,6 @@
 import torch
 
+from common import cost
 from common.capabilities import Capabilities
 
 TITLE = "tiled: blocks of queries, K/V streamed in tiles, online softmax"
@@ -18,6 +19,9 @@ CAPABILITIES = Capabilities(
     backward=False,
     fp32_matmul="ieee",  # fp32 dots in full fp32 (common/triton_helpers.py says why)
 )
+
+# Bytes through device memory: K and V once per 128-query block (64 for d = 256).
+BYTES_MOVED = cost.kv_read_per_block(128)
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 

@@ -1,5 +1,6 @@
 import torch
 
+from common import cost
 from common.capabilities import Capabilities
 
 TITLE = "FlashAttention-2: deferred normalisation, causal tile split, autotuned, with backward"
@@ -21,6 +22,10 @@ CAPABILITIES = Capabilities(
     backward=True,
     fp32_matmul="ieee",
 )
+
+# Bytes through device memory: K and V once per BLOCK_M-query block (128 in the tuned
+# configs for d <= 128).
+BYTES_MOVED = cost.kv_read_per_block(128)
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 
