@@ -88,6 +88,119 @@ def new_variant(session):
     session.run("python3", "-m", "common", "new", *session.posargs)
 
 
+# ---------------------------------------------------------------------------------------- asv
+ASV = "asv==0.6.6"
+
+
+def _asv_env():
+    """Offline asv environments: they see the system torch/triton, pip never asks an index, and
+    the few wheels asv itself needs come from .whl/ (../shared/tools/device-wheels.sh)."""
+    return {
+        "VIRTUALENV_SYSTEM_SITE_PACKAGES": "true",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str((ROOT / ".whl").resolve()),
+    }
+
+
+def _gpu_machine(session):
+    """One asv machine name per GPU model, with fixed fields, so a fresh host of the same model
+    continues the same graphs (asv makes every machine field a graph dimension)."""
+    name = (
+        session.run(
+            "nvidia-smi", "--query-gpu=name", "--format=csv,noheader", silent=True, external=True
+        )
+        .strip()
+        .splitlines()[0]
+    )
+    machine = re.sub(r"[^a-z0-9]+", "-", name.lower().removeprefix("nvidia ")).strip("-")
+    session.run(
+        "asv",
+        "machine",
+        "--yes",
+        "--machine",
+        machine,
+        "--os",
+        "linux",
+        "--arch",
+        "x86_64",
+        "--cpu",
+        "n/a",
+        "--num_cpu",
+        "0",
+        "--ram",
+        "n/a",
+        external=True,
+    )
+    return machine
+
+
+@nox.session
+def asv_check(session):
+    """The asv suite imports and its parameters are valid (CPU; runs in CI)."""
+    session.install(ASV)
+    session.run("asv", "check", "--python=same")
+
+
+@nox.session(venv_backend="none")
+def bench(session):
+    """GPU machine: ``nox -s bench -- <commit range>`` builds each commit and records asv results
+    under asv_benchmarks/results/<gpu>/ (default range: the last commit)."""
+    machine = _gpu_machine(session)
+    session.run(
+        "asv",
+        "run",
+        "--machine",
+        machine,
+        "--skip-existing-commits",
+        *(session.posargs or ["HEAD^!"]),
+        env=_asv_env(),
+        external=True,
+    )
+
+
+@nox.session(venv_backend="none")
+def bench_same(session):
+    """GPU machine: benchmark the working tree in the current interpreter, recorded as HEAD."""
+    machine = _gpu_machine(session)
+    head = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
+    session.run(
+        "asv",
+        "run",
+        "--python=same",
+        "--set-commit-hash",
+        head,
+        "--machine",
+        machine,
+        *session.posargs,
+        external=True,
+    )
+
+
+@nox.session(venv_backend="none")
+def regress(session):
+    """GPU machine: ``nox -s regress -- BASE HEAD`` fails when any time got slower by more than
+    FACTOR. Gated on track_ms only: asv reads every metric as lower-is-better, so a TFLOP/s gain
+    would read as a regression."""
+    if len(session.posargs) != 2:
+        session.error("usage: nox -s regress -- BASE HEAD")
+    machine = _gpu_machine(session)
+    # Provisional: to be replaced by a factor derived from three runs of one commit.
+    factor = "1.10"
+    session.run(
+        "asv",
+        "continuous",
+        "--factor",
+        factor,
+        "-b",
+        "track_ms",
+        "--machine",
+        machine,
+        *session.posargs,
+        env=_asv_env(),
+        external=True,
+    )
+
+
 @nox.session
 def lint(session):
     """ruff check and ruff format --check."""
