@@ -62,30 +62,15 @@ def make_inputs(p: Problem, device, requires_grad=False, generator=None):
     """Fresh standard-normal q, k, v for problem ``p`` (never zeros), laid out as asked."""
 
     def one(n):
-        if p.layout == "bnhd":
-            t = (
-                torch.randn(
-                    p.batch,
-                    n,
-                    p.heads,
-                    p.head_dim,
-                    generator=generator,
-                    device=device,
-                    dtype=torch.float32,
-                )
-                .to(p.dtype)
-                .transpose(1, 2)
-            )
-        else:
-            t = torch.randn(
-                p.batch,
-                p.heads,
-                n,
-                p.head_dim,
-                generator=generator,
-                device=device,
-                dtype=torch.float32,
-            ).to(p.dtype)
+        # "bnhd": allocate [B, N, H, d] and view it as [B, H, N, d] (sequence stride H*d).
+        shape = (
+            (p.batch, n, p.heads, p.head_dim)
+            if p.layout == "bnhd"
+            else (p.batch, p.heads, n, p.head_dim)
+        )
+        t = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        t = t.to(p.dtype)
+        t = t.transpose(1, 2) if p.layout == "bnhd" else t
         return t.requires_grad_(requires_grad)
 
     return one(p.n_q), one(p.n_k), one(p.n_k)

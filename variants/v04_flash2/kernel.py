@@ -45,6 +45,22 @@ def _load_tile(ptrs, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.c
 
 
 @triton.jit
+def _key_range(start_m, N_KV, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+               BLOCK_N: tl.constexpr):
+    """Split the keys a query block visits: tiles in [0, lo) need no mask; tiles in [lo, hi) are
+    the causal diagonal and/or the ragged last tile. Causal tiles at or past hi (after the block's
+    last query) are never visited. Used by the forward and by the dQ kernel."""
+    full_kv = (N_KV // BLOCK_N) * BLOCK_N
+    if IS_CAUSAL:
+        lo = tl.minimum((start_m // BLOCK_N) * BLOCK_N, full_kv)
+        hi = tl.minimum(start_m + BLOCK_M, N_KV)
+    else:
+        lo = full_kv
+        hi = N_KV
+    return lo, hi
+
+
+@triton.jit
 def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stride_vn, stride_vk,
                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -105,15 +121,7 @@ def _attn_fwd(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    # Key range split: [0, lo) needs no mask; [lo, hi) is the causal diagonal and/or the ragged
-    # last tile. Causal tiles past the block's last query (>= hi) are never visited.
-    full_kv = (N_KV // BLOCK_N) * BLOCK_N
-    if IS_CAUSAL:
-        lo = tl.minimum((start_m // BLOCK_N) * BLOCK_N, full_kv)
-        hi = tl.minimum(start_m + BLOCK_M, N_KV)
-    else:
-        lo = full_kv
-        hi = N_KV
+    lo, hi = _key_range(start_m, N_KV, IS_CAUSAL, BLOCK_M, BLOCK_N)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     0, lo, offs_m, offs_n, offs_d, N_KV, qk_scale,
@@ -303,13 +311,7 @@ def _attn_bwd_dq(
     v_head = V + off_z * stride_vz + off_h * stride_vh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    full_kv = (N_KV // BLOCK_N) * BLOCK_N
-    if IS_CAUSAL:
-        lo = tl.minimum((start_m // BLOCK_N) * BLOCK_N, full_kv)
-        hi = tl.minimum(start_m + BLOCK_M, N_KV)
-    else:
-        lo = full_kv
-        hi = N_KV
+    lo, hi = _key_range(start_m, N_KV, IS_CAUSAL, BLOCK_M, BLOCK_N)
     dq = _attn_bwd_dq_inner(dq, q, do, lse, delta, k_head, v_head, stride_kn, stride_kk,
                             stride_vn, stride_vk, 0, lo, offs_m, offs_d, N_KV, qk_scale,
                             False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
