@@ -1,8 +1,10 @@
-"""Sessions: ``test`` (one per stage folder, plus ``common``), ``test_gpu``, ``series``, ``lint``.
+"""Sessions: ``test`` (one per stage folder, plus ``common``), ``test_gpu``, ``series``, ``lint``,
+``new_variant``, and for asv ``asv_check`` (CPU), ``bench``, ``bench_same``, ``regress`` (GPU).
 
 On CPU machines torch comes as the local CPU wheel ``torch==2.13.0`` (never a bare ``torch``,
-which resolves to a multi-GB CUDA build). On the offline GPU machine, ``test_gpu`` and ``series``
-with ``--gpu`` reuse the system site-packages, where torch and triton are preinstalled.
+which resolves to a multi-GB CUDA build). On the offline GPU machine, ``test_gpu`` reuses the
+system site-packages (torch and triton are preinstalled), the asv sessions use the system Python,
+and the series report runs directly: ``python3 -m common report``.
 """
 
 import re
@@ -76,8 +78,6 @@ def series(session):
     """The main job: every stage on a default problem, checked and timed, as one table.
 
     On a machine without a GPU it runs under Triton's interpreter at a small size."""
-    if "--gpu" in session.posargs:
-        session.error("use `python3 -m common report` directly on the GPU machine")
     _install_cpu(session, "rich>=13", "matplotlib>=3.8")
     session.run("python", "-m", "common", "report", *session.posargs)
 
