@@ -218,9 +218,9 @@ def print_table(rows: list[Row], header: str) -> None:
             _fmt(r.tflops, ".3g"),
             _fmt(r.model_gb, ".3g"),
             _fmt(r.gbps, ".4g"),
-            _fmt(r.vs_parent, ".2f"),
-            _fmt(r.vs_eager, ".2f"),
-            _fmt(r.vs_sdpa, ".2f"),
+            _fmt(r.vs_parent, ".3g"),
+            _fmt(r.vs_eager, ".3g"),
+            _fmt(r.vs_sdpa, ".3g"),
         )
     # A pipe or CI log reports 80 columns; the table needs ~165 to keep one line per stage.
     console = Console(width=max(Console().width, 168))
