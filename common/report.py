@@ -17,7 +17,13 @@ import torch
 from common import cost, registry
 from common.plots import write_plots
 from common.reference import reference_attention
-from common.testing import Problem, judge, make_inputs, torch_matmul_precision
+from common.testing import (
+    Problem,
+    backward_verdicts,
+    judge,
+    make_inputs,
+    torch_matmul_precision,
+)
 from common.timing import attention_flops, bench_ms, ceilings, peak_extra_bytes
 from common.validation import check_inputs, interpreting
 
@@ -64,20 +70,27 @@ def _refusals(stage, p: Problem, device: str) -> list[str]:
     return found
 
 
-def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
-    q, k, v = make_inputs(problem, device)
+def _step(attend, q, k, v, causal, do=None):
+    """One timed call: the forward, or with ``do`` the forward and the backward to q, k, v."""
+    if do is None:
+        return lambda: attend(q, k, v, is_causal=causal)
+    return lambda: torch.autograd.grad(attend(q, k, v, is_causal=causal), (q, k, v), do)
+
+
+def _eager(q, k, v, is_causal):
+    return reference_attention(q, k, v, is_causal=is_causal, dtype=q.dtype)
+
+
+def run(problem: Problem, names: list[str] | None, device: str, backward=False) -> list[Row]:
+    q, k, v = make_inputs(problem, device, requires_grad=backward)
+    do = torch.randn_like(q) if backward else None
     ref = reference_attention(q, k, v, is_causal=problem.causal)
-
-    def eager():
-        return reference_attention(q, k, v, is_causal=problem.causal, dtype=problem.dtype)
-
-    def sdpa():
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
-
-    eager_ms, sdpa_ms = bench_ms(eager, device), bench_ms(sdpa, device)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    eager_ms = bench_ms(_step(_eager, q, k, v, problem.causal, do), device)
+    sdpa_ms = bench_ms(_step(sdpa, q, k, v, problem.causal, do), device)
     flops = attention_flops(
         problem.batch, problem.heads, problem.n_q, problem.n_k, problem.head_dim, problem.causal
-    )
+    ) * (3.5 if backward else 1.0)
     rows, ms_by_name = [], {}
     stages = registry.discover()
     if names:
@@ -88,24 +101,32 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
             continue
         row = Row(stage.name, stage.idea, "ok", refuses=_refusals(stage, problem, device))
         rows.append(row)
-        call = lambda s=stage: s.attention(q, k, v, is_causal=problem.causal)  # noqa: E731
+        if backward and not stage.capabilities.backward:
+            row.status, row.detail = "refused", f"{stage.name}: no backward declared"
+            continue
         try:
-            out = call()
+            if backward:  # outputs and dq, dk, dv against float64 autograd
+                verdicts = backward_verdicts(stage, problem, device)
+            else:
+                out = stage.attention(q, k, v, is_causal=problem.causal)
+                with torch_matmul_precision(stage.capabilities):
+                    lowp = _eager(q, k, v, problem.causal)
+                verdicts = [judge(stage.name, out, ref, lowp)]
         except (TypeError, ValueError) as exc:
             row.status, row.detail = "refused", str(exc)
             continue
         except Exception as exc:  # reported, and the run goes on to the next stage
             row.status, row.detail = "error", f"{type(exc).__name__}: {exc}"
             continue
-        with torch_matmul_precision(stage.capabilities):
-            verdict = judge(stage.name, out, ref, eager())
-        row.max_error, row.budget = verdict.error, verdict.budget
-        if not verdict.ok:
-            row.status = "wrong"
-        row.ms = bench_ms(call, device)
+        worst = max(verdicts, key=lambda vd: vd.error / vd.budget if vd.budget else vd.error)
+        row.max_error, row.budget = worst.error, worst.budget
+        if not all(vd.ok for vd in verdicts):
+            row.status, row.detail = "wrong", "; ".join(str(vd) for vd in verdicts if not vd.ok)
+        row.ms = bench_ms(_step(stage.attention, q, k, v, problem.causal, do), device)
         ms_by_name[stage.name] = row.ms
         row.tflops = flops / row.ms / 1e9
-        moved = cost.model(stage, problem)["bytes"]
+        # The cost models describe the forward; with the backward the bytes are not modelled.
+        moved = None if backward else cost.model(stage, problem)["bytes"]
         if moved:
             row.model_gb, row.gbps = moved / 1e9, moved / row.ms / 1e6
         row.vs_eager, row.vs_sdpa = eager_ms / row.ms, sdpa_ms / row.ms
@@ -132,22 +153,21 @@ def run(problem: Problem, names: list[str] | None, device: str) -> list[Row]:
     return rows
 
 
-def _sweep_point(p: Problem, stages, device) -> list[dict]:
-    q, k, v = make_inputs(p, device)
+def _sweep_point(p: Problem, stages, device, backward=False) -> list[dict]:
+    q, k, v = make_inputs(p, device, requires_grad=backward)
+    do = torch.randn_like(q) if backward else None
     flops = attention_flops(p.batch, p.heads, p.n_q, p.n_k, p.head_dim, p.causal)
+    flops *= 3.5 if backward else 1.0
     calls = {
-        s.name: (lambda s=s: s.attention(q, k, v, is_causal=p.causal))
+        s.name: _step(s.attention, q, k, v, p.causal, do)
         for s in stages
-        if p.fits(s.capabilities, interpreting())
+        if p.fits(s.capabilities, interpreting()) and (s.capabilities.backward or not backward)
     }
-    calls["torch SDPA"] = lambda: torch.nn.functional.scaled_dot_product_attention(
-        q, k, v, is_causal=p.causal
-    )
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    calls["torch SDPA"] = _step(sdpa, q, k, v, p.causal, do)
     scores_bytes = p.batch * p.heads * p.n_q * p.n_k * p.dtype.itemsize
     if device == "cpu" or scores_bytes * 3 < torch.cuda.mem_get_info()[0] / 2:
-        calls["torch eager"] = lambda: reference_attention(
-            q, k, v, is_causal=p.causal, dtype=p.dtype
-        )
+        calls["torch eager"] = _step(_eager, q, k, v, p.causal, do)
     records, by_name = [], {}
     for name, fn in calls.items():
         rec = {"provider": name, "n": p.n_q, "problem": str(p), "flops": flops}
@@ -159,18 +179,18 @@ def _sweep_point(p: Problem, stages, device) -> list[dict]:
             continue
         rec["tflops"] = flops / rec["ms"] / 1e9
         stage = next((s for s in stages if s.name == name), None)
-        if stage is not None:
+        if stage is not None and not backward:  # the cost models describe the forward
             m = cost.model(stage, p)
             rec["bytes"], rec["intensity"] = m["bytes"], m["intensity"]
-            if stage.parent in by_name:
-                rec["vs_parent"] = by_name[stage.parent] / rec["ms"]
+        if stage is not None and stage.parent in by_name:
+            rec["vs_parent"] = by_name[stage.parent] / rec["ms"]
         peak = peak_extra_bytes(fn, device)
         rec["peak_mib"] = peak / 2**20 if peak is not None else None
         by_name[name] = rec["ms"]
     return records
 
 
-def sweep(template: Problem, lengths, names, device) -> list[dict]:
+def sweep(template: Problem, lengths, names, device, backward=False) -> list[dict]:
     """Every stage and the two references at each length: time, TFLOP/s, the cost model's
     bytes and intensity, and (on a GPU) peak extra memory. Refusals and errors are recorded."""
     from rich.progress import track
@@ -180,7 +200,7 @@ def sweep(template: Problem, lengths, names, device) -> list[dict]:
         stages = [s for s in stages if s.name in names or s.name[:3] in names]
     records = []
     for n in track(lengths, description="sweep over sequence lengths"):
-        records += _sweep_point(replace(template, n_q=n, n_k=n), stages, device)
+        records += _sweep_point(replace(template, n_q=n, n_k=n), stages, device, backward)
     return records
 
 
@@ -244,6 +264,9 @@ def main(argv=None) -> int:
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument(
+        "--backward", action="store_true", help="time forward + backward (stages with a backward)"
+    )
+    parser.add_argument(
         "--sweep",
         type=int,
         nargs="*",
@@ -267,17 +290,18 @@ def main(argv=None) -> int:
         if on_gpu
         else "no GPU: Triton interpreter on the CPU (times measure the interpreter, not a GPU)"
     )
-    header = f"attention series on {where}\nproblem (B, H, N, N, d) = {problem}"
-    rows = run(problem, args.stages, device)
+    direction = "forward + backward" if args.backward else "forward"
+    header = f"attention series on {where}\nproblem (B, H, N, N, d) = {problem}, {direction}"
+    rows = run(problem, args.stages, device, args.backward)
     print_table(rows, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     records, found = [], {}
     if not args.quick and args.sweep:
         found = ceilings(device)
-        records = sweep(problem, args.sweep, args.stages, device)
+        records = sweep(problem, args.sweep, args.stages, device, args.backward)
         short = (
             f"{where.split(':')[0]}, {args.dtype}, B={args.batch} H={args.heads} "
-            f"d={args.head_dim}{' causal' if args.causal else ''}"
+            f"d={args.head_dim}{' causal' if args.causal else ''}, {direction}"
         )
         for png in write_plots(records, found, short, args.out.parent):
             print(f"plot written to {png}")
@@ -302,6 +326,7 @@ def main(argv=None) -> int:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "problem": str(problem),
+        "direction": direction,
         "rows": [asdict(r) for r in rows],
         "ceilings": found,
         "sweep": records,
