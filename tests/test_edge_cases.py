@@ -48,7 +48,7 @@ def test_nan_in_a_query_stays_in_its_row(stage):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_large_scores_stay_finite_and_correct(stage, dtype):
-    # x100 inputs: scores of order 1e4 * sqrt(d); a softmax without the running max overflows.
+    # x100 inputs: scores of order 1e4; a softmax without the running max overflows.
     p = Problem(1, 2, 37, 37, head_dim(stage.capabilities), causal=True, dtype=dtype)
     if not p.fits(stage.capabilities):
         pytest.skip(f"{dtype} not supported")
@@ -58,7 +58,16 @@ def test_large_scores_stay_finite_and_correct(stage, dtype):
     with torch_matmul_precision(stage.capabilities):
         lowp = reference_attention(q, k, v, is_causal=True, dtype=dtype)
     verdict = judge("x100", out, ref, lowp)
-    assert verdict.ok, str(verdict)
+    assert torch.isfinite(out).all()
+    # Here any fp32 implementation's error is set by the rounding of the scores (an fp32 ulp of
+    # |s| ~ 1e4, passed through exp and weighted by V), and two summation orders can differ by
+    # more than 2x: allow 4 ulps of that floor on top of the usual budget. A broken online
+    # softmax is off by O(|V|) ~ 100, three orders of magnitude more.
+    scores = (q.double() @ k.double().transpose(-1, -2)) * q.shape[-1] ** -0.5
+    floor = (
+        4 * torch.finfo(torch.float32).eps * scores.abs().max() * v.double().square().mean().sqrt()
+    )
+    assert verdict.error <= verdict.budget + floor.item(), f"{verdict} + floor {floor.item():.3e}"
 
 
 def test_expanded_key_value_are_read_not_assumed_dense(stage):
