@@ -42,6 +42,13 @@ def _lines(ax, series, ylabel, title):
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _save(fig, path: Path, written: list[Path]) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written.append(path)
+
+
 def write_plots(records, ceilings, header, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -56,39 +63,27 @@ def write_plots(records, ceilings, header, out_dir: Path) -> list[Path]:
     )
     ax2.legend(fontsize=8, loc="best")
     fig.suptitle(header, fontsize=9)
-    fig.tight_layout()
-    written.append(out_dir / "time_tflops.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    _save(fig, out_dir / "time_tflops.png", written)
 
     speedups = _by_series(records, "vs_parent")
     if speedups:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for name, points in speedups.items():
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, label=name, **_style(name))
+        _lines(
+            ax,
+            speedups,
+            "speed-up over the parent stage (x)",
+            f"each stage against the one it builds on\n{header}",
+        )
         ax.axhline(1.0, color="gray", linewidth=0.8)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length N")
-        ax.set_ylabel("speed-up over the parent stage (x)")
-        ax.set_title(f"each stage against the one it builds on\n{header}", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "speedup_over_parent.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        _save(fig, out_dir / "speedup_over_parent.png", written)
 
     memory = _by_series(records, "peak_mib")
     if memory:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         _lines(ax, memory, "peak extra GPU memory (MiB)", f"memory beyond the inputs\n{header}")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "memory.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        _save(fig, out_dir / "memory.png", written)
 
     roof = [r for r in records if r.get("intensity") and r.get("tflops")]
     if roof:
@@ -115,8 +110,5 @@ def write_plots(records, ceilings, header, out_dir: Path) -> list[Path]:
         ax.set_title(f"roofline\n{header}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / "roofline.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        _save(fig, out_dir / "roofline.png", written)
     return written

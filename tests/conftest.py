@@ -1,18 +1,12 @@
-"""Test configuration: run kernels through Triton's interpreter when there is no GPU.
+"""Test configuration: the ``--variant`` filter and shared fixtures.
 
-The variable must be set before Triton decorates any kernel, so it is set here, before any test
-module imports a stage."""
+Without a GPU the kernels run under Triton's interpreter; ``variants/__init__.py`` sets that up
+before any stage is imported, for the tests as for every other entry point."""
 
-import os
+import sys
 
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import sys  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):
