@@ -23,6 +23,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def autotuning() -> bool:
+    """False when ``ATTN_AUTOTUNE=0``: autotuned stages launch the first config listed for the
+    call's head dim and dtype instead of compiling and timing every candidate. For sweeps over
+    many shapes (the GPU fuzz run), where a search per new head dim would cost minutes."""
+    return os.environ.get("ATTN_AUTOTUNE", "1") != "0"
+
+
 @contextlib.contextmanager
 def poisoned_outputs():
     """Make every output a stage allocates start as NaN, so an element the kernel never writes

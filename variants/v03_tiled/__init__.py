@@ -20,8 +20,8 @@ CAPABILITIES = Capabilities(
     fp32_matmul="ieee",  # fp32 dots in full fp32 (common/triton_helpers.py says why)
 )
 
-# Bytes through device memory: K and V once per 128-query block (64 for d = 256).
-BYTES_MOVED = cost.kv_read_per_block(128)
+# Bytes through device memory: K and V once per 64-query block.
+BYTES_MOVED = cost.kv_read_per_block(64)
 
 from .kernel import attention  # noqa: E402  (the kernel reads CAPABILITIES above)
 

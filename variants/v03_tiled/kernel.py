@@ -31,6 +31,7 @@ def _attn_fwd(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     INTERP_BF16: tl.constexpr,
+    EVEN_N: tl.constexpr,
 ):
     start_m = tl.program_id(0) * BLOCK_M
     off_hz = tl.program_id(1)
@@ -63,28 +64,38 @@ def _attn_fwd(
         hi = tl.minimum(start_m + BLOCK_M, N_KV)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
-        kv_mask = (cols[:, None] < N_KV) & d_mask[None, :]
+        # Rows past N_KV exist only in a ragged last tile; with EVEN_N the mask is the column
+        # mask alone, constant true for a power-of-two head dim (unpredicated vector loads).
+        if EVEN_N:
+            kv_mask = tl.full([BLOCK_N, 1], 1, tl.int1) & d_mask[None, :]
+        else:
+            kv_mask = (cols[:, None] < N_KV) & d_mask[None, :]
         k = tl.load(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                     mask=kv_mask, other=0.0)
         v = tl.load(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                     mask=kv_mask, other=0.0)
-        # -- scores of this tile; keys past the end (and after the query, if causal) get -inf
+        # -- scores of this tile; keys past the end (and after the query, if causal) get -inf.
+        # A non-causal problem whose length is a multiple of BLOCK_N has no such keys.
         s = dot(q, tl.trans(k), None, INTERP_BF16) * sm_scale
-        keep = cols[None, :] < N_KV
-        if IS_CAUSAL:
-            keep = keep & (cols[None, :] <= offs_m[:, None])
-        s = tl.where(keep, s, float("-inf"))
+        if IS_CAUSAL or not EVEN_N:
+            keep = cols[None, :] < N_KV
+            if IS_CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None])
+            s = tl.where(keep, s, float("-inf"))
         # -- update m_i and l_i; the first tile always holds key 0, so m_new is finite
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_new = l_i * alpha + tl.sum(p, axis=1)
-        # -- keep acc normalised (FlashAttention-1): un-normalise the old average, let the MMA
-        # add this tile's p @ v into it, divide by the new row sum. Going through the dot's
-        # accumulator keeps one [BLOCK_M, d] fp32 tile live instead of two, and one reciprocal per
-        # row replaces a division per element.
-        acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc * (l_i * alpha)[:, None], INTERP_BF16)
-        acc = acc * (1.0 / l_new)[:, None]
+        # -- keep acc normalised (FlashAttention-1):
+        #    acc_new = acc * (l_i * alpha / l_new) + (p / l_new) @ v
+        # The old average is rescaled by one factor per row and this tile's p is divided by
+        # l_new before the MMA, which then adds p @ v into acc: one multiply per [BLOCK_M, d]
+        # accumulator element and one per [BLOCK_M, BLOCK_N] score, instead of two per
+        # accumulator element (at d = 128, BLOCK_N = 64: 24K multiplies per tile, not 32K).
+        inv_l = 1.0 / l_new
+        acc = dot(cast(p * inv_l[:, None], v.dtype, INTERP_BF16), v,
+                  acc * (l_i * alpha * inv_l)[:, None], INTERP_BF16)
         m_i, l_i = m_new, l_new
 
     tl.store(Out + off_z * stride_oz + off_h * stride_oh
@@ -101,10 +112,10 @@ def _config(head_dim: int, dtype):
         return dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1)
     if dtype == torch.float32:
         return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
-    if head_dim <= 64:
-        return dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3)
     if head_dim <= 128:
-        return dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=2)
+        # Measured on an H200 (bench/tune.py, NOTES.md): 64x64 with 4 warps beat 128x64 with 4
+        # or 8 warps on 7 of the 8 flash workloads, by up to 1.5x at d = 128.
+        return dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
     return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
 
 
@@ -122,6 +133,7 @@ def attention(query, key, value, *, is_causal=False, scale=None):
         *query.stride(), *key.stride(), *value.stride(), *out.stride(),
         H, n_q, key.shape[2], scale,
         HEAD_DIM=d, IS_CAUSAL=is_causal, BLOCK_D=max(16, triton.next_power_of_2(d)),
-        INTERP_BF16=interp_bf16(query.dtype), **cfg,
+        INTERP_BF16=interp_bf16(query.dtype), EVEN_N=key.shape[2] % cfg["BLOCK_N"] == 0,
+        **cfg,
     )
     return out

@@ -22,7 +22,7 @@ def _cfgs(rows):
 # compiled once per dtype, head dim and mask, so the space is kept to the shapes that can win.
 FWD = {
     64: _cfgs(
-        [(128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (128, 32, 4, 4), (64, 32, 4, 2)]
+        [(128, 64, 8, 3), (128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (64, 32, 4, 2)]
     ),
     128: _cfgs(
         [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (128, 64, 4, 2), (64, 32, 4, 2)]
@@ -68,6 +68,13 @@ INTERPRETER_DQ = {"BLOCK_M": 32, "BLOCK_N": 16}
 
 def head_dim_class(head_dim: int) -> int:
     return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
+
+
+def first_choice(table, head_dim: int, dtype) -> dict:
+    """What the pruner would keep first, as launch keywords (for ``ATTN_AUTOTUNE=0``)."""
+    rows = table[head_dim_class(head_dim)]
+    config = rows[-1] if dtype == torch.float32 else rows[0]
+    return dict(config.all_kwargs())
 
 
 def pruner(table):

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from common.triton_helpers import cast, dot, interp_bf16
-from common.validation import check_inputs, interpreting, new_output
+from common.validation import autotuning, check_inputs, interpreting, new_output
 
 from . import CAPABILITIES, configs
 
@@ -64,20 +64,32 @@ def _key_range(start_m, N_KV, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
 def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stride_vn, stride_vk,
                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERP_BF16: tl.constexpr):
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERP_BF16: tl.constexpr,
+                    SCALE_POSITIVE: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         k = _load_tile(k_head + cols[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        cols, N_KV, offs_d, HEAD_DIM, BLOCK_D, MASKED)
-        qk = dot(q, tl.trans(k), None, INTERP_BF16) * qk_scale
+        qk = dot(q, tl.trans(k), None, INTERP_BF16)
+        # -- update m_i and l_i (base 2); acc stays un-normalised
         if MASKED:
+            qk = qk * qk_scale
             keep = cols[None, :] < N_KV
             if IS_CAUSAL:
                 keep = keep & (cols[None, :] <= offs_m[:, None])
             qk = tl.where(keep, qk, float("-inf"))
-        # -- update m_i and l_i (base 2); acc stays un-normalised
-        m_ij = tl.maximum(m_i, tl.max(qk, axis=1))
-        p = tl.math.exp2(qk - m_ij[:, None])
+            m_ij = tl.maximum(m_i, tl.max(qk, axis=1))
+            qk = qk - m_ij[:, None]
+        else:
+            # The row max is taken on the raw scores and scaled per row, so each score costs one
+            # FMA (qk * scale - m) instead of a multiply and a subtract. For a negative scale the
+            # largest scaled score is the smallest raw one.
+            if SCALE_POSITIVE:
+                m_ij = tl.maximum(m_i, tl.max(qk, axis=1) * qk_scale)
+            else:
+                m_ij = tl.maximum(m_i, tl.min(qk, axis=1) * qk_scale)
+            qk = qk * qk_scale - m_ij[:, None]
+        p = tl.math.exp2(qk)
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = _load_tile(v_head + cols[:, None] * stride_vn + offs_d[None, :] * stride_vk,
@@ -96,7 +108,8 @@ def _attn_fwd(
     stride_oz, stride_oh, stride_om, stride_ok,
     H, N_Q, N_KV, N_KEY, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    INTERP_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if IS_CAUSAL:
@@ -125,11 +138,13 @@ def _attn_fwd(
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     0, lo, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
+                                    False, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head,
                                     stride_kn, stride_kk, stride_vn, stride_vk,
                                     lo, hi, offs_m, offs_n, offs_d, N_KV, qk_scale,
-                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16)
+                                    True, IS_CAUSAL, HEAD_DIM, BLOCK_D, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE)
 
     # -- epilogue: the one division FA2 defers to the end, and the row's log-sum-exp (base 2)
     acc = acc / l_i[:, None]
@@ -342,11 +357,17 @@ _attn_bwd_dq_tuned = triton.autotune(configs.all_configs(configs.BWD_DQ), key=_T
 
 
 def _launch(kernel, tuned, fixed, owned, rows, batch_heads, *args, **meta):
-    """Launch ``kernel`` with its fixed interpreter config, or its autotuned twin on a GPU.
-    ``owned`` names the block that tiles ``rows`` across programs (BLOCK_M or BLOCK_N)."""
+    """Launch ``kernel`` with its fixed interpreter config, or its autotuned twin on a GPU
+    (``ATTN_AUTOTUNE=0``: the table's first choice). ``owned`` names the block that tiles
+    ``rows`` across programs (BLOCK_M or BLOCK_N)."""
     if interpreting():
         grid = (triton.cdiv(rows, fixed[owned]), batch_heads)
         kernel[grid](*args, **meta, **fixed, num_warps=4, num_stages=1)
+    elif not autotuning():
+        table = {_attn_fwd: configs.FWD, _attn_bwd_dkdv: configs.BWD_DKDV}.get(kernel,
+                                                                             configs.BWD_DQ)
+        cfg = configs.first_choice(table, meta["HEAD_DIM"], args[0].dtype)
+        kernel[(triton.cdiv(rows, cfg[owned]), batch_heads)](*args, **meta, **cfg)
     else:
         tuned[lambda m: (triton.cdiv(rows, m[owned]), batch_heads)](*args, **meta)
 
@@ -369,7 +390,8 @@ def _forward(q, k, v, causal, sm_scale):
         return o, lse
     _launch(_attn_fwd, _attn_fwd_tuned, configs.INTERPRETER_FWD, "BLOCK_M", n_q, B * H,
             q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-            H, n_q, k.shape[2], _n_key(q, k), sm_scale * LOG2E, **_meta(q, causal))
+            H, n_q, k.shape[2], _n_key(q, k), sm_scale * LOG2E, SCALE_POSITIVE=sm_scale >= 0,
+            **_meta(q, causal))
     return o, lse
 
 

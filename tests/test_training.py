@@ -1,12 +1,21 @@
-"""What only v04 has: autograd in a module, the returned log-sum-exp, determinism."""
+"""Stages with a backward, used as in training: autograd inside a module, the returned
+log-sum-exp, determinism, an expanded upstream gradient."""
 
+import inspect
+
+import pytest
 import torch
 
-from common import registry
 from common.testing import Problem, make_inputs
+from tests.stages import STAGES, stage_or_fail
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-stage = registry.get("v04_flash2")
+TRAINABLE = [n for n, s in STAGES.items() if not s.available or s.capabilities.backward]
+WITH_LSE = [
+    n
+    for n in TRAINABLE
+    if STAGES[n].available and "return_lse" in inspect.signature(STAGES[n].attention).parameters
+]
 
 
 class SelfAttention(torch.nn.Module):
@@ -24,7 +33,9 @@ class SelfAttention(torch.nn.Module):
         return self.out(o.transpose(1, 2).reshape(B, N, C))
 
 
-def test_loss_backward_in_a_module_matches_sdpa():
+@pytest.mark.parametrize("stage_name", TRAINABLE)
+def test_loss_backward_in_a_module_matches_sdpa(stage_name):
+    stage = stage_or_fail(stage_name)
     torch.manual_seed(0)
     ours = SelfAttention(64, 2, stage.attention).to(DEVICE)
     ref = SelfAttention(64, 2, torch.nn.functional.scaled_dot_product_attention).to(DEVICE)
@@ -36,7 +47,9 @@ def test_loss_backward_in_a_module_matches_sdpa():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_return_lse_is_the_natural_log_sum_exp():
+@pytest.mark.parametrize("stage_name", WITH_LSE)
+def test_return_lse_is_the_natural_log_sum_exp(stage_name):
+    stage = stage_or_fail(stage_name)
     q, k, v = make_inputs(Problem(1, 2, 45, 30, 32, causal=True), DEVICE)
     out, lse = stage.attention(q, k, v, is_causal=True, scale=0.2, return_lse=True)
     s = (q.double() @ k.double().transpose(-1, -2)) * 0.2
@@ -45,7 +58,9 @@ def test_return_lse_is_the_natural_log_sum_exp():
     assert lse.dtype == torch.float32 and lse.shape == (1, 2, 45)
 
 
-def test_forward_and_backward_are_bitwise_deterministic():
+@pytest.mark.parametrize("stage_name", TRAINABLE)
+def test_forward_and_backward_are_bitwise_deterministic(stage_name):
+    stage = stage_or_fail(stage_name)
     q, k, v = make_inputs(
         Problem(1, 2, 70, 70, 64, causal=True, dtype=torch.float16), DEVICE, requires_grad=True
     )
@@ -58,7 +73,9 @@ def test_forward_and_backward_are_bitwise_deterministic():
         assert torch.equal(a, b)
 
 
-def test_expanded_upstream_gradient():
+@pytest.mark.parametrize("stage_name", TRAINABLE)
+def test_expanded_upstream_gradient(stage_name):
+    stage = stage_or_fail(stage_name)
     # out.sum().backward() hands the kernel a stride-0 dO; it must be read, not assumed dense.
     q, k, v = make_inputs(Problem(1, 1, 20, 20, 16), DEVICE, requires_grad=True)
     stage.attention(q, k, v).sum().backward()

@@ -1,0 +1,201 @@
+"""Forward tile configs of v03, v04 and v05, each checked and timed beside cuDNN in one run.
+
+``python -m bench.tune [--out DIR] [--only v05] [--quick]``: for every flash workload (bf16,
+causal and not) it times SDPA-cuDNN, then each candidate config of each stage's forward kernel
+launched directly (bypassing autotune), checks the candidate's output against cuDNN's, and prints
+TFLOP/s and the ratio to cuDNN. A candidate that fails to compile or is wrong is recorded as such
+and the run goes on. The winners go into the stages' config tables; the log into their NOTES.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+import triton
+
+from bench.attention import WORKLOADS
+from common.timing import attention_flops
+
+LOG2E = 1.4426950408889634
+
+
+def _v05(cfg):
+    from variants.v05_hopper import kernel
+
+    def run(q, k, v, causal):
+        o = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+        kernel.launch_forward(q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
+        return o
+
+    return run
+
+
+def _v04(cfg):
+    from variants.v04_flash2 import kernel
+
+    def run(q, k, v, causal):
+        B, H, n, _ = q.shape
+        o = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+        grid = (triton.cdiv(n, cfg["BLOCK_M"]), B * H)
+        kernel._attn_fwd[grid](
+            q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+            H, n, n, kernel._n_key(q, k), q.shape[-1] ** -0.5 * LOG2E,
+            SCALE_POSITIVE=True, **kernel._meta(q, causal), **cfg,
+        )  # fmt: skip
+        return o
+
+    return run
+
+
+def _v03(cfg):
+    from variants.v03_tiled import kernel
+
+    def run(q, k, v, causal):
+        B, H, n, d = q.shape
+        o = torch.empty_like(q)
+        grid = (triton.cdiv(n, cfg["BLOCK_M"]), B * H)
+        kernel._attn_fwd[grid](
+            q, k, v, o, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+            H, n, n, d ** -0.5, HEAD_DIM=d, IS_CAUSAL=causal, BLOCK_D=d, INTERP_BF16=False,
+            EVEN_N=n % cfg["BLOCK_N"] == 0, **cfg,
+        )  # fmt: skip
+        return o
+
+    return run
+
+
+def _cfg(m, n, w, s, **flags):
+    return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=s, **flags)
+
+
+def candidates(head_dim):
+    """(stage, label, config) to try at this head dim."""
+    tiles = {
+        64: [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (256, 64, 16, 3)],
+        128: [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (256, 64, 16, 2), (64, 64, 4, 3)],
+    }[head_dim]
+    out = []
+    for m, n, w, s in tiles:
+        out += [(stage, f"{m}x{n} w{w} s{s}", _cfg(m, n, w, s)) for stage in ("v04", "v05")]
+    v03 = [(64, 64, 4, 3), (128, 64, 8, 3)]
+    return out + [("v03", f"{m}x{n} w{w} s{s}", _cfg(m, n, w, s)) for m, n, w, s in v03]
+
+
+BUILD = {"v03": _v03, "v04": _v04, "v05": _v05}
+
+
+def _compile_one(job):
+    """Run one candidate once on a small input with the same specialisation as the workloads
+    (every int a multiple of 16), so its binary lands in Triton's on-disk cache."""
+    stage, cfg, head_dim, causal = job
+    q, k, v = (
+        torch.randn(1, 16, 256, head_dim, device="cuda", dtype=torch.bfloat16) for _ in "qkv"
+    )
+    try:
+        BUILD[stage](cfg)(q, k, v, causal)
+        torch.cuda.synchronize()
+    except Exception as exc:  # the timed pass records it
+        return f"{stage} {cfg}: {type(exc).__name__}"
+    return None
+
+
+def precompile(jobs, workers):
+    """Compile every candidate in parallel processes: ~100 kernels at a few seconds each would
+    otherwise be compiled one after another by the timing process."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0 = time.time()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        failed = [f for f in pool.map(_compile_one, jobs) if f]
+    print(f"precompiled {len(jobs)} kernels in {time.time() - t0:.0f}s; failed: {failed}")
+
+
+def _sdpa(q, k, v, causal):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def _ms(fn, *args):
+    return triton.testing.do_bench(lambda: fn(*args), warmup=25, rep=100, return_mode="median")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
+    parser.add_argument("--out", default="results/tune")
+    parser.add_argument("--only", action="append", default=[], help="v03, v04 or v05")
+    parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
+    parser.add_argument("--workers", type=int, default=12, help="processes that precompile")
+    args = parser.parse_args(argv)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    workloads = [w for w in WORKLOADS if not args.quick or w[2] == 4096]
+    jobs = [
+        (stage, cfg, d, causal)
+        for d in sorted({w[3] for w in workloads})
+        for causal in (False, True)
+        for stage, _, cfg in candidates(d)
+        if not args.only or stage in args.only
+    ]
+    if args.workers > 1:
+        precompile(jobs, args.workers)
+    for shape, causal in itertools.product(workloads, (False, True)):
+        B, H, N, D = shape
+        torch.manual_seed(0)
+        q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        flops = attention_flops(B, H, N, N, D, causal)
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            want = _sdpa(q, k, v, causal)
+            ref_ms = _ms(_sdpa, q, k, v, causal)
+        ref_tf = flops / ref_ms / 1e9
+        rows.append(dict(shape=shape, causal=causal, stage="cudnn", label="", tflops=ref_tf))
+        print(f"\n{shape} causal={causal}: cudnn {ref_tf:.0f} TFLOP/s", flush=True)
+        for stage, label, cfg in candidates(D):
+            if args.only and stage not in args.only:
+                continue
+            row = dict(shape=shape, causal=causal, stage=stage, label=label)
+            t0 = time.time()
+            try:
+                fn = BUILD[stage](cfg)
+                got = fn(q, k, v, causal)
+                err = (got.float() - want.float()).abs().max().item()
+                ms = _ms(fn, q, k, v, causal)
+                row.update(err=err, ok=err < 0.05, tflops=flops / ms / 1e9)
+                row["ratio"] = row["tflops"] / ref_tf
+            except Exception as exc:  # recorded; the sweep goes on
+                row.update(error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            row["seconds"] = time.time() - t0
+            rows.append(row)
+            if "error" in row:
+                print(f"  {stage} {label:24s} ERROR {row['error'][:120]}", flush=True)
+            else:
+                flag = "" if row["ok"] else f"  WRONG (max err {row['err']:.3g})"
+                print(
+                    f"  {stage} {label:24s} {row['tflops']:6.0f} TFLOP/s  "
+                    f"{row['ratio']:.3f}x  ({row['seconds']:.0f}s){flag}",
+                    flush=True,
+                )
+        (out_dir / "tune.json").write_text(json.dumps(rows, indent=1))
+    print("\nbest per stage and workload (x cuDNN):")
+    for shape, causal in itertools.product(workloads, (False, True)):
+        best = {}
+        for r in rows:
+            if r["shape"] == shape and r["causal"] == causal and r.get("ok"):
+                if r["ratio"] > best.get(r["stage"], {}).get("ratio", 0):
+                    best[r["stage"]] = r
+        cells = "  ".join(f"{s} {r['ratio']:.3f} ({r['label']})" for s, r in sorted(best.items()))
+        print(f"{shape!s:22s} {'causal' if causal else 'full  '}  {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The forward's autotuning space on Hopper, per head-dim class (the backward is v04's).
+
+Shared memory bounds the pipeline: a [128, d] bf16 Q tile plus ``num_stages`` K and V tiles of
+[BLOCK_N, d] must fit in 228 KiB per SM (d=128, BLOCK_N=128: 32 KiB + 3 x 64 KiB is too much, so
+that pair gets two stages). Warp specialisation (``tl.range(..., warp_specialize=True)``) is not
+searched: on Hopper with Triton 3.6 it failed to compile at 4 warps and gained nothing at 8
+(NOTES.md).
+"""
+
+import torch
+import triton
+
+
+def _cfgs(rows):
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+        for m, n, w, s in rows
+    ]
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages): the ones that won somewhere in bench/tune.py's H200
+# sweeps (NOTES.md), then a small one for fp32.
+FWD = {
+    64: _cfgs([(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 32, 4, 2)]),
+    128: _cfgs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3), (64, 32, 4, 2)]),
+    256: _cfgs([(128, 64, 8, 2), (64, 64, 4, 2), (64, 32, 4, 2)]),
+}
+FWD_ALL = [c for rows in FWD.values() for c in rows]
+
+# Under the interpreter: small tiles so CPU tests cross several tiles and ragged edges.
+INTERPRETER_FWD = {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
+
+
+def head_dim_class(head_dim: int) -> int:
+    return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
+
+
+def first_choice(head_dim: int, dtype) -> dict:
+    """What ``prune_fwd`` keeps first, as launch keywords (for ``ATTN_AUTOTUNE=0``)."""
+    rows = FWD[head_dim_class(head_dim)]
+    return dict((rows[-1] if dtype == torch.float32 else rows[0]).all_kwargs())
+
+
+def prune_fwd(configs, named_args, **kwargs):
+    """Keep the call's head-dim class; fp32 (FMA dots, no tensor cores) takes the last config."""
+    head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
+    wanted = FWD[head_dim_class(head_dim)]
+    if named_args["Q"].dtype == torch.float32:
+        wanted = wanted[-1:]
+    return [c for c in configs if any(c is w for w in wanted)]

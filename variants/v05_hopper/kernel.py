@@ -1,0 +1,202 @@
+"""v05: v04's forward with every tile moved by the Hopper TMA copy engine; the backward is v04's.
+
+Each program builds tensor descriptors for its (batch, head) slice of Q, K, V and O
+(``tl.make_tensor_descriptor``: base, shape [N, d], row stride, tile shape). A load is then one
+instruction for a whole [BLOCK, d] tile, issued by one thread and completed asynchronously into
+shared memory, where the MMAs read it: no thread computes addresses or masks for a load, rows
+past N and columns past d arrive as zeros, and the output store drops them.
+
+Inputs TMA cannot address (a row stride or base not a multiple of 16 bytes, e.g. d=20 in bf16)
+go through v04's pointer kernel, so every input v04 takes is still taken.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from common.triton_helpers import cast, dot
+from common.validation import autotuning, check_inputs, interpreting, new_output
+from variants.v04_flash2 import kernel as v04
+
+from . import CAPABILITIES, configs
+
+LOG2E = math.log2(math.e)
+
+
+@triton.jit
+def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV, qk_scale,
+                    MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
+                    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr):
+    """v04's loop, with each K and V tile a single descriptor load (rows past N_KV arrive as
+    zeros, so only the scores of a masked tile need ``tl.where``)."""
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        qk = dot(q, tl.trans(desc_k.load([start_n, 0])), None, INTERP_BF16)
+        if MASKED:
+            cols = start_n + offs_n
+            keep = cols[None, :] < N_KV
+            if IS_CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None])
+            qk = tl.where(keep, qk * qk_scale, float("-inf"))
+            m_ij = tl.maximum(m_i, tl.max(qk, axis=1))
+            qk = qk - m_ij[:, None]
+        else:  # one FMA per score, as in v04
+            if SCALE_POSITIVE:
+                m_ij = tl.maximum(m_i, tl.max(qk, axis=1) * qk_scale)
+            else:
+                m_ij = tl.maximum(m_i, tl.min(qk, axis=1) * qk_scale)
+            qk = qk * qk_scale - m_ij[:, None]
+        p = tl.math.exp2(qk)
+        alpha = tl.math.exp2(m_i - m_ij)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = desc_v.load([start_n, 0])
+        acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc * alpha[:, None], INTERP_BF16)
+        m_i = m_ij
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(
+    Q, K, V, Out, LSE,
+    stride_qz, stride_qh, stride_qm,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_oz, stride_oh, stride_om,
+    H, N_Q, N_KV, N_KEY, qk_scale,
+    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    if IS_CAUSAL:  # longest rows first (v04)
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    start_m = pid_m * BLOCK_M
+    off_hz = tl.program_id(1)
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    # One descriptor per operand over this head's [N, d] slice: TMA zero-fills rows >= N and
+    # columns >= d on load and drops them on store, which is all the masking the loads need.
+    desc_q = tl.make_tensor_descriptor(Q + off_z * stride_qz + off_h * stride_qh,
+                                       shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
+                                       block_shape=[BLOCK_M, BLOCK_D])
+    desc_k = tl.make_tensor_descriptor(K + off_z * stride_kz + off_h * stride_kh,
+                                       shape=[N_KV, HEAD_DIM], strides=[stride_kn, 1],
+                                       block_shape=[BLOCK_N, BLOCK_D])
+    desc_v = tl.make_tensor_descriptor(V + off_z * stride_vz + off_h * stride_vh,
+                                       shape=[N_KV, HEAD_DIM], strides=[stride_vn, 1],
+                                       block_shape=[BLOCK_N, BLOCK_D])
+    desc_o = tl.make_tensor_descriptor(Out + off_z * stride_oz + off_h * stride_oh,
+                                       shape=[N_Q, HEAD_DIM], strides=[stride_om, 1],
+                                       block_shape=[BLOCK_M, BLOCK_D])
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    q = desc_q.load([start_m, 0])
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    lo, hi = v04._key_range(start_m, N_KV, IS_CAUSAL, BLOCK_M, BLOCK_N)
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, 0, lo, offs_m, N_KV,
+                                    qk_scale, False, IS_CAUSAL, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE)
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV,
+                                    qk_scale, True, IS_CAUSAL, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE)
+
+    acc = acc / l_i[:, None]
+    tl.store(LSE + off_hz.to(tl.int64) * N_Q + offs_m, m_i + tl.math.log2(l_i),
+             mask=offs_m < N_Q)
+    desc_o.store([start_m, 0], cast(acc, Out.dtype.element_ty, INTERP_BF16))
+
+
+# ------------------------------------------------------------------------------- host side
+_attn_fwd_tuned = triton.autotune(
+    configs.FWD_ALL, key=["N_KEY", "HEAD_DIM", "IS_CAUSAL"],
+    prune_configs_by={"early_config_prune": configs.prune_fwd},
+)(_attn_fwd)
+
+
+def _scratch(size: int, alignment: int, stream):
+    """Global memory for the descriptors built inside the kernel (128 bytes per descriptor per
+    program; a few hundred KiB at the largest grids)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def tma_addressable(t: torch.Tensor) -> bool:
+    """TMA's rules for a [B, H, N, d] operand read as per-head [N, d] matrices: unit stride along
+    d, every other stride and the base address a multiple of 16 bytes, rows that do not alias."""
+    size = t.element_size()
+    return (
+        t.stride(-1) == 1
+        and t.stride(2) >= t.shape[-1]
+        and all(s * size % 16 == 0 for s in t.stride()[:-1])
+        and t.data_ptr() % 16 == 0
+    )
+
+
+def _tma_operand(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` itself, a dense copy of it when only its layout is in the way, or None."""
+    if tma_addressable(t):
+        return t
+    dense = t.contiguous()
+    return dense if tma_addressable(dense) else None
+
+
+def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
+    """Run the TMA forward; ``config`` (a dict of BLOCK_M, BLOCK_N, num_warps, num_stages)
+    bypasses autotuning, for the tuning script."""
+    B, H, n_q, d = q.shape
+    args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
+            H, n_q, k.shape[2], v04._n_key(q, k), sm_scale * LOG2E)
+    meta = dict(v04._meta(q, causal), SCALE_POSITIVE=sm_scale >= 0)
+    if not interpreting():
+        triton.set_allocator(_scratch)  # a context variable: set it in the launching thread
+    if interpreting() or config is not None or not autotuning():
+        if config is None:
+            config = configs.INTERPRETER_FWD if interpreting() else configs.first_choice(d, q.dtype)
+        cfg = dict(config)
+        _attn_fwd[(triton.cdiv(n_q, cfg["BLOCK_M"]), B * H)](*args, **meta, **cfg)
+    else:
+        _attn_fwd_tuned[lambda m: (triton.cdiv(n_q, m["BLOCK_M"]), B * H)](*args, **meta)
+
+
+def _forward(q, k, v, causal, sm_scale):
+    operands = [_tma_operand(t) for t in (q, k, v)]
+    if any(t is None for t in operands):
+        return v04._forward(q, k, v, causal, sm_scale)
+    B, H, n_q, _ = q.shape
+    o = new_output(q.shape, q)
+    lse = new_output((B, H, n_q), q, torch.float32)
+    if q.numel() == 0:
+        return o, lse
+    if not tma_addressable(o):  # a fresh dense output, so only a row of d=20 bf16 can land here
+        return v04._forward(q, k, v, causal, sm_scale)
+    launch_forward(*operands, o, lse, causal, sm_scale)
+    return o, lse
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        o, lse = _forward(q, k, v, causal, sm_scale)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal, ctx.sm_scale = causal, sm_scale
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do, _dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = v04._backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
+        return dq, dk, dv, None, None
+
+
+def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
+    """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
+    differentiable in query, key and value. With ``return_lse=True`` also returns the natural
+    log-sum-exp of each row's scaled scores, [batch, heads, seq_q] float32."""
+    scale = check_inputs("v05_hopper", CAPABILITIES, query, key, value, is_causal, scale)
+    out, lse = _Attention.apply(query, key, value, is_causal, scale)
+    return (out, lse * math.log(2.0)) if return_lse else out
