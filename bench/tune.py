@@ -78,14 +78,16 @@ def _cfg(m, n, w, s, **flags):
 def candidates(head_dim):
     """(stage, label, config) to try at this head dim."""
     tiles = {
-        64: [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (256, 64, 16, 3)],
-        128: [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (256, 64, 16, 2), (64, 64, 4, 3)],
+        64: [(128, 64, 8, 3), (128, 64, 4, 3)],
+        128: [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
     }[head_dim]
     out = []
     for m, n, w, s in tiles:
-        out += [(stage, f"{m}x{n} w{w} s{s}", _cfg(m, n, w, s)) for stage in ("v04", "v05")]
-    v03 = [(64, 64, 4, 3), (128, 64, 8, 3)]
-    return out + [("v03", f"{m}x{n} w{w} s{s}", _cfg(m, n, w, s)) for m, n, w, s in v03]
+        tag = f"{m}x{n} w{w} s{s}"
+        out.append(("v04", tag, _cfg(m, n, w, s)))
+        out.append(("v05", tag, _cfg(m, n, w, s, LAZY_RESCALE=False)))
+        out.append(("v05", f"{tag} lazy", _cfg(m, n, w, s, LAZY_RESCALE=True)))
+    return out + [("v03", "64x64 w4 s3", _cfg(64, 64, 4, 3))]
 
 
 BUILD = {"v03": _v03, "v04": _v04, "v05": _v05}

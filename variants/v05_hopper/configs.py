@@ -13,22 +13,29 @@ import triton
 
 def _cfgs(rows):
     return [
-        triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "LAZY_RESCALE": lazy}, num_warps=w, num_stages=s)
         for m, n, w, s in rows
+        for lazy in (True, False)
     ]
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages): the ones that won somewhere in bench/tune.py's H200
-# sweeps (NOTES.md), then a small one for fp32.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages), each with and without lazy rescaling: the tiles
+# that won somewhere in bench/tune.py's H200 sweeps (NOTES.md), then a small one for fp32.
 FWD = {
-    64: _cfgs([(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 32, 4, 2)]),
-    128: _cfgs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3), (64, 32, 4, 2)]),
+    64: _cfgs([(128, 64, 8, 3), (128, 64, 4, 3), (64, 32, 4, 2)]),
+    128: _cfgs([(128, 64, 8, 3), (128, 128, 8, 3), (64, 32, 4, 2)]),
     256: _cfgs([(128, 64, 8, 2), (64, 64, 4, 2), (64, 32, 4, 2)]),
 }
 FWD_ALL = [c for rows in FWD.values() for c in rows]
 
 # Under the interpreter: small tiles so CPU tests cross several tiles and ragged edges.
-INTERPRETER_FWD = {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
+INTERPRETER_FWD = {
+    "BLOCK_M": 32,
+    "BLOCK_N": 16,
+    "LAZY_RESCALE": True,
+    "num_warps": 4,
+    "num_stages": 1,
+}
 
 
 def head_dim_class(head_dim: int) -> int:

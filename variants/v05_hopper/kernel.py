@@ -28,7 +28,8 @@ LOG2E = math.log2(math.e)
 @triton.jit
 def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
-                    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr):
+                    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr,
+                    LAZY_RESCALE: tl.constexpr):
     """v04's loop, with each K and V tile a single descriptor load (rows past N_KV arrive as
     zeros, so only the scores of a masked tile need ``tl.where``)."""
     offs_n = tl.arange(0, BLOCK_N)
@@ -41,19 +42,33 @@ def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV, qk_s
                 keep = keep & (cols[None, :] <= offs_m[:, None])
             qk = tl.where(keep, qk * qk_scale, float("-inf"))
             m_ij = tl.maximum(m_i, tl.max(qk, axis=1))
-            qk = qk - m_ij[:, None]
-        else:  # one FMA per score, as in v04
-            if SCALE_POSITIVE:
-                m_ij = tl.maximum(m_i, tl.max(qk, axis=1) * qk_scale)
-            else:
-                m_ij = tl.maximum(m_i, tl.min(qk, axis=1) * qk_scale)
-            qk = qk * qk_scale - m_ij[:, None]
-        p = tl.math.exp2(qk)
-        alpha = tl.math.exp2(m_i - m_ij)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
+        elif SCALE_POSITIVE:  # row max of the raw scores, scaled per row: one FMA per score
+            m_ij = tl.maximum(m_i, tl.max(qk, axis=1) * qk_scale)
+        else:  # a negative scale turns the smallest raw score into the largest
+            m_ij = tl.maximum(m_i, tl.min(qk, axis=1) * qk_scale)
+        if LAZY_RESCALE:
+            # Move the reference max (and rescale acc, l) only when some row's max grew by more
+            # than 2^8 since the last move: P = exp2(s - m) then stays <= 256, exact enough in
+            # fp32 sums and bf16 operands, and the [BLOCK_M, d] multiply is skipped on most
+            # tiles. NaN growth (NaN inputs) rescales, as the eager path would.
+            grow = tl.max(m_ij - m_i, axis=0)
+            if (grow > 8.0) | (grow != grow):
+                alpha = tl.math.exp2(m_i - m_ij)
+                acc = acc * alpha[:, None]
+                l_i = l_i * alpha
+                m_i = m_ij
+        else:
+            alpha = tl.math.exp2(m_i - m_ij)
+            acc = acc * alpha[:, None]
+            l_i = l_i * alpha
+            m_i = m_ij
+        if MASKED:
+            p = tl.math.exp2(qk - m_i[:, None])
+        else:
+            p = tl.math.exp2(qk * qk_scale - m_i[:, None])
+        l_i += tl.sum(p, axis=1)
         v = desc_v.load([start_n, 0])
-        acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc * alpha[:, None], INTERP_BF16)
-        m_i = m_ij
+        acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc, INTERP_BF16)
     return acc, l_i, m_i
 
 
@@ -67,7 +82,7 @@ def _attn_fwd(
     H, N_Q, N_KV, N_KEY, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    BLOCK_N: tl.constexpr, LAZY_RESCALE: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if IS_CAUSAL:  # longest rows first (v04)
@@ -99,10 +114,10 @@ def _attn_fwd(
     lo, hi = v04._key_range(start_m, N_KV, IS_CAUSAL, BLOCK_M, BLOCK_N)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, 0, lo, offs_m, N_KV,
                                     qk_scale, False, IS_CAUSAL, BLOCK_N, INTERP_BF16,
-                                    SCALE_POSITIVE)
+                                    SCALE_POSITIVE, LAZY_RESCALE)
     acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV,
                                     qk_scale, True, IS_CAUSAL, BLOCK_N, INTERP_BF16,
-                                    SCALE_POSITIVE)
+                                    SCALE_POSITIVE, LAZY_RESCALE)
 
     acc = acc / l_i[:, None]
     tl.store(LSE + off_hz.to(tl.int64) * N_Q + offs_m, m_i + tl.math.log2(l_i),
