@@ -143,15 +143,15 @@ def asv_check(session):
 
 @nox.session(venv_backend="none")
 def bench(session):
-    """GPU machine: ``nox -s bench -- <commit range>`` builds each commit and records asv results
-    under asv_benchmarks/results/<gpu>/ (default range: the last commit)."""
+    """GPU machine: ``nox -s bench -- <commit range> [asv options]`` builds each commit and records
+    asv results under asv_benchmarks/results/<gpu>/ (default: the last commit). Add
+    ``--skip-existing-commits`` for a range, ``-b Flash_4x32`` for one workload class."""
     machine = _gpu_machine(session)
     session.run(
         "asv",
         "run",
         "--machine",
         machine,
-        "--skip-existing-commits",
         *(session.posargs or ["HEAD^!"]),
         env=_asv_env(),
         external=True,
@@ -176,26 +176,32 @@ def bench_same(session):
     )
 
 
+# From three runs of one commit on an H200 (asv_benchmarks/README.md): the largest max/min spread of
+# a timing over the runs, with headroom.
+REGRESSION_FACTOR = "1.10"
+
+
 @nox.session(venv_backend="none")
 def regress(session):
-    """GPU machine: ``nox -s regress -- BASE HEAD`` fails when any time got slower by more than
-    FACTOR. Gated on track_ms only: asv reads every metric as lower-is-better, so a TFLOP/s gain
-    would read as a regression."""
-    if len(session.posargs) != 2:
-        session.error("usage: nox -s regress -- BASE HEAD")
+    """GPU machine: ``nox -s regress -- BASE HEAD [CLASS]`` fails when any time of HEAD is slower
+    than BASE's by more than REGRESSION_FACTOR. CLASS (a regex, e.g. ``Flash_4x32``) limits the
+    run to some workloads. Gated on track_ms only: asv reads every metric as lower-is-better, so a
+    TFLOP/s gain would read as a regression."""
+    if len(session.posargs) not in (2, 3):
+        session.error("usage: nox -s regress -- BASE HEAD [CLASS_REGEX]")
+    base, head, *cls = session.posargs
     machine = _gpu_machine(session)
-    # Provisional: to be replaced by a factor derived from three runs of one commit.
-    factor = "1.10"
     session.run(
         "asv",
         "continuous",
         "--factor",
-        factor,
+        REGRESSION_FACTOR,
         "-b",
-        "track_ms",
+        f"{cls[0] if cls else ''}.*track_ms",
         "--machine",
         machine,
-        *session.posargs,
+        base,
+        head,
         env=_asv_env(),
         external=True,
     )
