@@ -150,6 +150,7 @@ def bench(session):
     session.run(
         "asv",
         "run",
+        "--show-stderr",
         "--machine",
         machine,
         *(session.posargs or ["HEAD^!"]),

@@ -2,27 +2,31 @@
 # The asv recipe for the offline GPU machine (system Python with torch/triton, no network).
 #
 #   here:   ../shared/tools/device-wheels.sh .whl "asv==0.6.6" "nox==2026.10.20"   # once
-#           git bundle create .bundle/repo.bundle --all    # only if the copy there lacks .git
+#           git bundle create .bundle/repo.bundle --all    # if the copy there lacks history
 #   there:  bash asv_benchmarks/gpu.sh setup               # tools from .whl/, a git checkout
 #           bash asv_benchmarks/gpu.sh nox -s bench -- <range>      # or any nox/asv command
 #
-# `setup` installs nox and asv from the wheelhouse into .tools/ and, when the copy has no .git,
-# clones .bundle/repo.bundle into $ASV_REPO (default /tmp/asv-repo) and works there: asv builds
-# each commit from git history. Results land in that checkout's asv_benchmarks/results/.
+# `setup` installs nox and asv from the wheelhouse into .tools/ and, when .bundle/repo.bundle is
+# there (the device copy's .git may lack history), clones it into $ASV_REPO (default
+# /tmp/asv-repo) and works there: asv builds each commit from git history. Results land in that checkout's asv_benchmarks/results/.
 set -euo pipefail
 here=$(pwd)
 repo=${ASV_REPO:-/tmp/asv-repo}
 export PYTHONPATH="$here/.tools" PATH="$here/.tools/bin:$PATH" PYTHONUNBUFFERED=1
 if [ "${1:-}" = setup ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$here/.tools" .whl/*.whl
-  if [ ! -d .git ]; then
+  if [ -f .bundle/repo.bundle ]; then  # the device copy's .git may lack the history
     rm -rf "$repo" && git clone -q .bundle/repo.bundle "$repo"
     git -C "$repo" checkout -q main && cp -r .whl "$repo/"
   fi
   exit 0
 fi
-[ -d .git ] || cd "$repo"
+[ -f .bundle/repo.bundle ] && cd "$repo"
 git config --global --add safe.directory "$(pwd)" 2>/dev/null || true
-# asv's environments: the system torch/triton, and pip never asks an index (noxfile does the same)
+# asv's environments: the system torch/triton, and pip never asks an index (noxfile does the same).
+# Where the "system" Python is itself a venv (/opt/torch/.venv on the lent H200s), a virtualenv
+# with system site-packages sees only the base interpreter's, so hand asv that venv's site-packages:
+# asv turns ASV_PYTHONPATH into the benchmarks' PYTHONPATH.
 export VIRTUALENV_SYSTEM_SITE_PACKAGES=true PIP_NO_INDEX=1 PIP_FIND_LINKS="$(pwd)/.whl"
+export ASV_PYTHONPATH=${ASV_PYTHONPATH:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')}
 "$@"
