@@ -12,6 +12,9 @@
 set -euo pipefail
 here=$(pwd)
 repo=${ASV_REPO:-/tmp/asv-repo}
+# Where the system torch lives, found before PYTHONPATH changes below.
+orig_pythonpath=${PYTHONPATH:-}
+torch_site=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
 export PYTHONPATH="$here/.tools" PATH="$here/.tools/bin:$PATH" PYTHONUNBUFFERED=1
 if [ "${1:-}" = setup ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$here/.tools" .whl/*.whl
@@ -28,5 +31,6 @@ git config --global --add safe.directory "$(pwd)" 2>/dev/null || true
 # with system site-packages sees only the base interpreter's, so hand asv that venv's site-packages:
 # asv turns ASV_PYTHONPATH into the benchmarks' PYTHONPATH.
 export VIRTUALENV_SYSTEM_SITE_PACKAGES=true PIP_NO_INDEX=1 PIP_FIND_LINKS="$(pwd)/.whl"
-export ASV_PYTHONPATH=${ASV_PYTHONPATH:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')}
+export ASV_PYTHONPATH=${ASV_PYTHONPATH:-$torch_site${orig_pythonpath:+:$orig_pythonpath}}
+echo "asv environments get PYTHONPATH=$ASV_PYTHONPATH" >&2
 "$@"
