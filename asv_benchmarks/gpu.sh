@@ -13,7 +13,6 @@ set -euo pipefail
 here=$(pwd)
 repo=${ASV_REPO:-/tmp/asv-repo}
 # Where the system torch lives, found before PYTHONPATH changes below.
-orig_pythonpath=${PYTHONPATH:-}
 torch_site=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
 export PYTHONPATH="$here/.tools" PATH="$here/.tools/bin:$PATH" PYTHONUNBUFFERED=1
 if [ "${1:-}" = setup ]; then
@@ -28,9 +27,10 @@ fi
 git config --global --add safe.directory "$(pwd)" 2>/dev/null || true
 # asv's environments: the system torch/triton, and pip never asks an index (noxfile does the same).
 # Where the "system" Python is itself a venv (/opt/torch/.venv on the lent H200s), a virtualenv
-# with system site-packages sees only the base interpreter's, so hand asv that venv's site-packages:
-# asv turns ASV_PYTHONPATH into the benchmarks' PYTHONPATH.
+# with system site-packages sees only the base interpreter's; asv.conf.json's install_command
+# writes ATTN_TORCH_SITE into a .pth file of each environment. (ASV_PYTHONPATH does not work:
+# asv 0.6.6's benchmark launcher strips those paths again.)
 export VIRTUALENV_SYSTEM_SITE_PACKAGES=true PIP_NO_INDEX=1 PIP_FIND_LINKS="$(pwd)/.whl"
-export ASV_PYTHONPATH=${ASV_PYTHONPATH:-$torch_site${orig_pythonpath:+:$orig_pythonpath}}
-echo "asv environments get PYTHONPATH=$ASV_PYTHONPATH" >&2
+export ATTN_TORCH_SITE=${ATTN_TORCH_SITE:-$torch_site}
+echo "asv environments see the system torch in $ATTN_TORCH_SITE" >&2
 "$@"
