@@ -31,7 +31,7 @@ PARAMS = (STAGES + REFERENCES, ["full", "causal"], ["fwd", "fwd+bwd"])
 NAMES = ["provider", "mask", "direction"]
 
 
-def _provider(name):
+def _provider(name, flash):
     """callable(q, k, v, causal), or the reason there is none."""
     import torch
 
@@ -77,6 +77,9 @@ def _provider(name):
         return f"{name} is not in this commit"
     if not stage.available:
         return f"{name} does not import: {stage.error}"
+    if flash and getattr(stage.capabilities, "max_seq_len", None) is not None:
+        # v01/v02 would take seconds per call at 4096 tokens (and the whole time budget)
+        return f"{name} is a series stage (sequence limit); it runs the Series workload only"
     return lambda q, k, v, causal: stage.attention(q, k, v, is_causal=causal)
 
 
@@ -101,7 +104,7 @@ def _measure(shape, provider, mask, direction):
     wanted = os.environ.get("ATTN_ASV_PROVIDERS")
     if wanted and provider not in wanted.split(","):
         return "not selected for this run (ATTN_ASV_PROVIDERS)"
-    fn = _provider(provider)
+    fn = _provider(provider, flash=dtype != "float32")
     if isinstance(fn, str):
         return fn
     if provider == "eager" and 3 * B * H * N * N * 4 > torch.cuda.mem_get_info()[0]:

@@ -172,7 +172,7 @@ def print_table(report) -> None:
         for r in rows
         if r["provider"] == "cudnn"
     }
-    peak = report["ceilings"]["bf16_matmul_tflops"]
+    peak = report["ceilings"]["matmul_tflops"]
     print(
         f"\n{report['device']}  bf16 matmul {peak:.0f} TFLOP/s  "
         f"copy {report['ceilings']['copy_gbps']:.0f} GB/s"

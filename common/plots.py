@@ -91,7 +91,7 @@ def write_plots(records, ceilings, header, out_dir: Path) -> list[Path]:
         for name in dict.fromkeys(r["provider"] for r in roof):
             pts = [(r["intensity"], r["tflops"]) for r in roof if r["provider"] == name]
             ax.scatter(*zip(*pts, strict=True), label=name, s=18)
-        peak, bw = ceilings.get("bf16_matmul_tflops"), ceilings.get("copy_gbps")
+        peak, bw = ceilings.get("matmul_tflops"), ceilings.get("copy_gbps")
         if peak and bw:
             xs = [2.0**e for e in range(-2, 14)]
             ax.plot(
@@ -99,7 +99,8 @@ def write_plots(records, ceilings, header, out_dir: Path) -> list[Path]:
                 [min(peak, x * bw / 1e3) for x in xs],
                 color="black",
                 linewidth=1,
-                label=f"roof: {peak:.0f} TFLOP/s, {bw / 1e3:.2f} TB/s (measured)",
+                label=f"roof: {ceilings.get('matmul_dtype')} matmul {peak:.0f} TFLOP/s, "
+                f"copy {bw / 1e3:.2f} TB/s (measured)",
             )
         else:
             ax.text(0.02, 0.02, "no GPU: ceilings not measured", transform=ax.transAxes, fontsize=8)

@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     records, found = [], {}
     if not args.quick and args.sweep:
-        found = ceilings(device)
+        found = ceilings(device, DTYPES[args.dtype])
         records = sweep(problem, args.sweep, args.stages, device, args.backward)
         short = (
             f"{where.split(':')[0]}, {args.dtype}, B={args.batch} H={args.heads} "

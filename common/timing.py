@@ -46,19 +46,22 @@ def peak_extra_bytes(fn, device: str) -> int | None:
     return torch.cuda.max_memory_allocated() - base
 
 
-def ceilings(device: str) -> dict:
-    """The card's measured bf16 matmul rate and device-copy bandwidth (None without a GPU)."""
+def ceilings(device: str, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """The card's measured 8192^3 matmul rate in ``dtype`` (fp32 as PyTorch runs it by default, in
+    full fp32, not tf32) and its device-copy bandwidth; None without a GPU."""
+    name = str(dtype).removeprefix("torch.")
     if device != "cuda":
-        return {"bf16_matmul_tflops": None, "copy_gbps": None}
+        return {"matmul_tflops": None, "matmul_dtype": name, "copy_gbps": None}
     import triton
 
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
     ms = triton.testing.do_bench(lambda: a @ b, warmup=50, rep=300, return_mode="median")
     x = torch.randn(2**28, device="cuda", dtype=torch.bfloat16)  # 512 MiB
     y = torch.empty_like(x)
     copy_ms = triton.testing.do_bench(lambda: y.copy_(x), warmup=50, rep=300, return_mode="median")
     return {
-        "bf16_matmul_tflops": 2 * 8192**3 / ms / 1e9,
+        "matmul_tflops": 2 * 8192**3 / ms / 1e9,
+        "matmul_dtype": name,
         "copy_gbps": 2 * x.numel() * x.element_size() / copy_ms / 1e6,
     }

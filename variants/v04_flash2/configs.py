@@ -20,6 +20,8 @@ def _cfgs(rows):
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages). Four to six candidates per class: every config is
 # compiled once per dtype, head dim and mask, so the space is kept to the shapes that can win.
+# The first of each list is the one autotuning picked most often on an H200 (NOTES.md): it is what
+# ATTN_AUTOTUNE=0 launches. The last is the one fp32 takes.
 FWD = {
     64: _cfgs(
         [(128, 64, 8, 3), (128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 3), (64, 32, 4, 2)]
@@ -31,11 +33,11 @@ FWD = {
 }
 # dK/dV kernel: BLOCK_M queries walked per step, BLOCK_N keys owned by the program.
 BWD_DKDV = {
-    64: _cfgs([(32, 128, 4, 3), (64, 128, 8, 3), (64, 128, 8, 2), (64, 64, 4, 3), (32, 32, 4, 2)]),
+    64: _cfgs([(64, 64, 4, 3), (32, 128, 4, 3), (64, 128, 8, 3), (64, 128, 8, 2), (32, 32, 4, 2)]),
     128: _cfgs(
         [
-            (32, 128, 8, 2),
             (64, 128, 8, 2),
+            (32, 128, 8, 2),
             (64, 128, 8, 3),
             (32, 64, 4, 3),
             (64, 64, 4, 3),
@@ -46,11 +48,11 @@ BWD_DKDV = {
 }
 # dQ kernel: BLOCK_M queries owned by the program, BLOCK_N keys walked per step.
 BWD_DQ = {
-    64: _cfgs([(128, 32, 4, 3), (128, 64, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3), (32, 32, 4, 2)]),
+    64: _cfgs([(128, 64, 8, 3), (128, 32, 4, 3), (128, 64, 4, 3), (64, 64, 4, 3), (32, 32, 4, 2)]),
     128: _cfgs(
         [
-            (128, 32, 8, 2),
             (128, 64, 8, 2),
+            (128, 32, 8, 2),
             (128, 64, 8, 3),
             (64, 32, 4, 3),
             (64, 64, 4, 3),

@@ -15,7 +15,7 @@ def _cfgs(rows):
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "LAZY_RESCALE": lazy}, num_warps=w, num_stages=s)
         for m, n, w, s in rows
-        for lazy in (True, False)
+        for lazy in (False, True)  # eager rescale first: it won the H200 run (NOTES.md)
     ]
 
 
@@ -32,7 +32,7 @@ FWD_ALL = [c for rows in FWD.values() for c in rows]
 INTERPRETER_FWD = {
     "BLOCK_M": 32,
     "BLOCK_N": 16,
-    "LAZY_RESCALE": True,
+    "LAZY_RESCALE": True,  # the path with the branch, so CPU tests cover it
     "num_warps": 4,
     "num_stages": 1,
 }
