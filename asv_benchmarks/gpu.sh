@@ -4,11 +4,12 @@
 #   here:   ../shared/tools/device-wheels.sh .whl "asv==0.6.6" "nox==2026.10.20"   # once
 #           git bundle create .bundle/repo.bundle --all    # if the copy there lacks history
 #   there:  bash asv_benchmarks/gpu.sh setup               # tools from .whl/, a git checkout
-#           bash asv_benchmarks/gpu.sh nox -s bench -- <range>      # or any nox/asv command
+#           bash asv_benchmarks/gpu.sh python3 -m nox -s bench -- <range>   # or any command
 #
 # `setup` installs nox and asv from the wheelhouse into .tools/ and, when .bundle/repo.bundle is
 # there (the device copy's .git may lack history), clones it into $ASV_REPO (default
-# /tmp/asv-repo) and works there: asv builds each commit from git history. Results land in that checkout's asv_benchmarks/results/.
+# /tmp/asv-repo); later commands run there, where asv builds each commit from git history and
+# writes results under asv_benchmarks/results/ (copy them back to commit them).
 set -euo pipefail
 here=$(pwd)
 repo=${ASV_REPO:-/tmp/asv-repo}

@@ -6,6 +6,9 @@ instruction for a whole [BLOCK, d] tile, issued by one thread and completed asyn
 shared memory, where the MMAs read it: no thread computes addresses or masks for a load, rows
 past N and columns past d arrive as zeros, and the output store drops them.
 
+``LAZY_RESCALE`` (a tuning option) moves the running max, and rescales the accumulator, only when
+some row's max grew by more than 2^8. Both measured slower than v04 on an H200 so far (NOTES.md).
+
 Inputs TMA cannot address (a row stride or base not a multiple of 16 bytes, e.g. d=20 in bf16)
 go through v04's pointer kernel, so every input v04 takes is still taken.
 """
