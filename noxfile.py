@@ -209,6 +209,34 @@ def regress(session):
 
 
 @nox.session
+def asv_html(session):
+    """The asv history as HTML that works offline: ``asv publish`` of the committed results, with
+    the scripts asv loads from CDNs taken from pinned npm packages (asv_benchmarks/vendor/).
+    ``-- check`` then opens a graph in headless Chromium and fails unless it is drawn with data;
+    ``-- serve`` serves the page on http://127.0.0.1:8080/ (not on all interfaces)."""
+    session.install(ASV)
+    session.run("asv", "publish")
+    npm = ["--prefix", "asv_benchmarks/vendor", "--no-audit", "--no-fund", "--ignore-scripts"]
+    session.run("npm", "ci", *npm, external=True)
+    tool = "asv_benchmarks/offline_html.py"
+    node_modules = "asv_benchmarks/vendor/node_modules"
+    session.run("python", tool, "vendor", "asv_benchmarks/html", node_modules)
+    if "check" in session.posargs:
+        session.run("python", tool, "check", "asv_benchmarks/html")
+    if "serve" in session.posargs:
+        session.run(
+            "python",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "127.0.0.1",
+            "-d",
+            "asv_benchmarks/html",
+        )
+
+
+@nox.session
 def lint(session):
     """ruff check and ruff format --check."""
     session.install("ruff==0.17.6")
