@@ -356,16 +356,14 @@ _attn_bwd_dq_tuned = triton.autotune(configs.all_configs(configs.BWD_DQ), key=_T
     _attn_bwd_dq)
 
 
-def _launch(kernel, tuned, fixed, owned, rows, batch_heads, *args, **meta):
+def _launch(kernel, tuned, table, fixed, owned, rows, batch_heads, *args, **meta):
     """Launch ``kernel`` with its fixed interpreter config, or its autotuned twin on a GPU
-    (``ATTN_AUTOTUNE=0``: the table's first choice). ``owned`` names the block that tiles
-    ``rows`` across programs (BLOCK_M or BLOCK_N)."""
+    (``ATTN_AUTOTUNE=0``: the first choice of its config ``table``). ``owned`` names the block
+    that tiles ``rows`` across programs (BLOCK_M or BLOCK_N)."""
     if interpreting():
         grid = (triton.cdiv(rows, fixed[owned]), batch_heads)
         kernel[grid](*args, **meta, **fixed, num_warps=4, num_stages=1)
     elif not autotuning():
-        table = {_attn_fwd: configs.FWD, _attn_bwd_dkdv: configs.BWD_DKDV}.get(kernel,
-                                                                             configs.BWD_DQ)
         cfg = configs.first_choice(table, meta["HEAD_DIM"], args[0].dtype)
         kernel[(triton.cdiv(rows, cfg[owned]), batch_heads)](*args, **meta, **cfg)
     else:
@@ -388,8 +386,8 @@ def _forward(q, k, v, causal, sm_scale):
     lse = new_output((B, H, n_q), q, torch.float32)
     if q.numel() == 0:
         return o, lse
-    _launch(_attn_fwd, _attn_fwd_tuned, configs.INTERPRETER_FWD, "BLOCK_M", n_q, B * H,
-            q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+    _launch(_attn_fwd, _attn_fwd_tuned, configs.FWD, configs.INTERPRETER_FWD, "BLOCK_M", n_q,
+            B * H, q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
             H, n_q, k.shape[2], _n_key(q, k), sm_scale * LOG2E, SCALE_POSITIVE=sm_scale >= 0,
             **_meta(q, causal))
     return o, lse
@@ -409,10 +407,11 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
         HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block)
     shared = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
     scalars = (H, n_q, n_kv, _n_key(q, k), sm_scale, sm_scale * LOG2E)
-    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, configs.INTERPRETER_DKDV, "BLOCK_N", n_kv,
-            B * H,
+    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, configs.BWD_DKDV, configs.INTERPRETER_DKDV,
+            "BLOCK_N", n_kv, B * H,
             q, k, v, do, dk, dv, lse, delta, *shared, *dk.stride(), *scalars, **meta)
-    _launch(_attn_bwd_dq, _attn_bwd_dq_tuned, configs.INTERPRETER_DQ, "BLOCK_M", n_q, B * H,
+    _launch(_attn_bwd_dq, _attn_bwd_dq_tuned, configs.BWD_DQ, configs.INTERPRETER_DQ,
+            "BLOCK_M", n_q, B * H,
             q, k, v, do, dq, lse, delta, *shared, *dq.stride(), *scalars, **meta)
     return dq, dk, dv
 

@@ -7,8 +7,9 @@ searched: on Hopper with Triton 3.6 it failed to compile at 4 warps and gained n
 (NOTES.md).
 """
 
-import torch
 import triton
+
+from variants.v04_flash2 import configs as v04_configs
 
 
 def _cfgs(rows):
@@ -38,20 +39,10 @@ INTERPRETER_FWD = {
 }
 
 
-def head_dim_class(head_dim: int) -> int:
-    return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
-
-
 def first_choice(head_dim: int, dtype) -> dict:
     """What ``prune_fwd`` keeps first, as launch keywords (for ``ATTN_AUTOTUNE=0``)."""
-    rows = FWD[head_dim_class(head_dim)]
-    return dict((rows[-1] if dtype == torch.float32 else rows[0]).all_kwargs())
+    return v04_configs.first_choice(FWD, head_dim, dtype)
 
 
-def prune_fwd(configs, named_args, **kwargs):
-    """Keep the call's head-dim class; fp32 (FMA dots, no tensor cores) takes the last config."""
-    head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
-    wanted = FWD[head_dim_class(head_dim)]
-    if named_args["Q"].dtype == torch.float32:
-        wanted = wanted[-1:]
-    return [c for c in configs if any(c is w for w in wanted)]
+# The call's head-dim class; fp32 (FMA dots, no tensor cores) takes the last config.
+prune_fwd = v04_configs.pruner(FWD)
