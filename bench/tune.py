@@ -27,10 +27,15 @@ LOG2E = 1.4426950408889634
 def _v05(cfg):
     from variants.v05_hopper import kernel
 
+    cfg = dict(cfg)
+    host_desc = cfg.pop("HOST_DESC")
+
     def run(q, k, v, causal):
         o = torch.empty_like(q)
         lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
-        kernel.launch_forward(q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
+        kernel.launch_forward(
+            q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg, host_desc=host_desc
+        )
         return o
 
     return run
@@ -75,19 +80,36 @@ def _cfg(m, n, w, s, **flags):
     return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=s, **flags)
 
 
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per stage and head dim. v04's chosen config first,
+# then what the last sweep did not try: two-stage pipelines (less shared memory, so two CTAs of
+# 4 warps fit an SM at d=128) and v05 with host-side descriptors ("host") beside per-head ones.
+TILES = {
+    64: {
+        "v04": [(128, 64, 8, 3)],
+        "v05 host": [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3)],
+        "v05 device": [(128, 64, 8, 3)],
+        "v03": [(64, 64, 4, 3)],
+    },
+    128: {
+        "v04": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 128, 8, 2), (64, 64, 4, 2)],
+        "v05 host": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 128, 8, 3), (128, 128, 8, 2),
+                     (64, 64, 4, 2)],
+        "v05 device": [(128, 64, 8, 3)],
+        "v03": [(64, 64, 4, 3)],
+    },
+}
+
+
 def candidates(head_dim):
     """(stage, label, config) to try at this head dim."""
-    tiles = {
-        64: [(128, 64, 8, 3), (128, 64, 4, 3)],
-        128: [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
-    }[head_dim]
     out = []
-    for m, n, w, s in tiles:
-        tag = f"{m}x{n} w{w} s{s}"
-        out.append(("v04", tag, _cfg(m, n, w, s)))
-        out.append(("v05", tag, _cfg(m, n, w, s, LAZY_RESCALE=False)))
-        out.append(("v05", f"{tag} lazy", _cfg(m, n, w, s, LAZY_RESCALE=True)))
-    return out + [("v03", "64x64 w4 s3", _cfg(64, 64, 4, 3))]
+    for name, tiles in TILES[head_dim].items():
+        stage, _, how = name.partition(" ")
+        for m, n, w, s in tiles:
+            tag = f"{m}x{n} w{w} s{s}" + (f" {how}" if how else "")
+            flags = dict(LAZY_RESCALE=False, HOST_DESC=how == "host") if stage == "v05" else {}
+            out.append((stage, tag, _cfg(m, n, w, s, **flags)))
+    return out
 
 
 BUILD = {"v03": _v03, "v04": _v04, "v05": _v05}
@@ -133,6 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results/tune")
     parser.add_argument("--only", action="append", default=[], help="v03, v04 or v05")
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
+    parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")
     args = parser.parse_args(argv)
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -140,7 +163,9 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    workloads = [w for w in WORKLOADS if not args.quick or w[2] == 4096]
+    workloads = [
+        w for w in WORKLOADS if (not args.quick or w[2] == 4096) and w[3] in args.dims
+    ]
     jobs = [
         (stage, cfg, d, causal)
         for d in sorted({w[3] for w in workloads})

@@ -89,7 +89,8 @@ def pruner(table):
     def prune(configs, named_args, **kwargs):
         head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
         wanted = table[head_dim_class(head_dim)]
-        if named_args["Q"].dtype == torch.float32:
+        q = named_args["Q"]
+        if getattr(q, "base", q).dtype == torch.float32:  # a tensor, or v05's host descriptor
             wanted = wanted[-1:]
         return [c for c in configs if any(c is w for w in wanted)]
 

@@ -3,15 +3,16 @@ import torch
 from common import cost
 from common.capabilities import Capabilities
 
-TITLE = "Hopper data movement: Q/K/V/O tiles by TMA tensor descriptors (work in progress)"
+TITLE = "Hopper data movement: Q/K/V tiles by TMA tensor descriptors (work in progress)"
 IDEA = (
-    "tiles moved by the TMA copy engine through per-head tensor descriptors, with lazy "
-    "rescaling of the accumulator as a tuning option"
+    "tiles moved by the TMA copy engine through tensor descriptors built on the host, with "
+    "lazy rescaling of the accumulator as a tuning option"
 )
 PARENT = "v04_flash2"
 TAKEAWAY = (
-    "Measure before believing: on an H200 with Triton 3.6, TMA loads, source-order QK^T "
-    "pipelining, warp specialisation and lazy rescaling each ran at or below v04's speed."
+    "TMA pays only with descriptors built once on the host and 128x128 tiles: +3-5% over v04 "
+    "at d=128 on an H200; in-kernel descriptors, source-order QK^T pipelining, warp "
+    "specialisation and lazy rescaling each ran at or below v04's speed."
 )
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),

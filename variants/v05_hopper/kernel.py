@@ -1,13 +1,20 @@
 """v05: v04's forward with every tile moved by the Hopper TMA copy engine; the backward is v04's.
 
-Each program builds tensor descriptors for its (batch, head) slice of Q, K, V and O
-(``tl.make_tensor_descriptor``: base, shape [N, d], row stride, tile shape). A load is then one
-instruction for a whole [BLOCK, d] tile, issued by one thread and completed asynchronously into
-shared memory, where the MMAs read it: no thread computes addresses or masks for a load, rows
-past N and columns past d arrive as zeros, and the output store drops them.
+A tensor descriptor names a matrix in global memory (base, shape, row stride, tile shape); a load
+is then one instruction for a whole [BLOCK, d] tile, issued by one thread and completed
+asynchronously into shared memory, where the MMAs read it: no thread computes addresses or masks
+for a load, and rows past the matrix and columns past d arrive as zeros.
+
+Two ways to get descriptors. When each operand's heads are stacked rows (any contiguous tensor),
+one descriptor per operand is built on the host over all B*H*N rows, and a program adds its
+head's first row to the tile's; the last tile of a head then reads the next head's first rows,
+which the key mask hides (and V's are zeroed), and the output goes out through masked pointer
+stores. Otherwise (a transposed [B, N, H, d] view) each program builds per-head descriptors in
+the kernel (``tl.make_tensor_descriptor``), which costs it a descriptor write and fence: on an
+H200 host descriptors ran 2-7% faster (NOTES.md).
 
 ``LAZY_RESCALE`` (a tuning option) moves the running max, and rescales the accumulator, only when
-some row's max grew by more than 2^8. Both measured slower than v04 on an H200 so far (NOTES.md).
+some row's max grew by more than 2^8. It measured slower on an H200 so far (NOTES.md).
 
 Inputs TMA cannot address (a row stride or base not a multiple of 16 bytes, e.g. d=20 in bf16)
 go through v04's pointer kernel, so every input v04 takes is still taken.
@@ -18,6 +25,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from common.triton_helpers import cast, dot
 from common.validation import autotuning, check_inputs, interpreting, new_output
@@ -26,18 +34,22 @@ from variants.v04_flash2 import kernel as v04
 from . import CAPABILITIES, configs
 
 LOG2E = math.log2(math.e)
+# Descriptors built once on the host over all heads when the layout allows (stacked heads), else
+# per program in the kernel; see NOTES.md for what each measured.
+HOST_DESCRIPTORS = True
 
 
 @triton.jit
-def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV, qk_scale,
+def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, row0, lo, hi, offs_m, N_KV, qk_scale,
                     MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
                     INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr,
-                    LAZY_RESCALE: tl.constexpr):
-    """v04's loop, with each K and V tile a single descriptor load (rows past N_KV arrive as
-    zeros, so only the scores of a masked tile need ``tl.where``)."""
+                    LAZY_RESCALE: tl.constexpr, HOST_DESC: tl.constexpr):
+    """v04's loop, with each K and V tile a single descriptor load at row ``row0 + start_n``
+    (``row0`` is 0 for a per-head descriptor; the head's first row in a host descriptor over all
+    heads' rows). Only the scores of a masked tile need ``tl.where``."""
     offs_n = tl.arange(0, BLOCK_N)
     for start_n in range(lo, hi, BLOCK_N):
-        qk = dot(q, tl.trans(desc_k.load([start_n, 0])), None, INTERP_BF16)
+        qk = dot(q, tl.trans(desc_k.load([row0 + start_n, 0])), None, INTERP_BF16)
         if MASKED:
             cols = start_n + offs_n
             keep = cols[None, :] < N_KV
@@ -70,7 +82,11 @@ def _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV, qk_s
         else:
             p = tl.math.exp2(qk * qk_scale - m_i[:, None])
         l_i += tl.sum(p, axis=1)
-        v = desc_v.load([start_n, 0])
+        v = desc_v.load([row0 + start_n, 0])
+        if MASKED and HOST_DESC:
+            # Past N_KV a host descriptor reads the next head's rows, not zeros: their P is 0,
+            # but 0 * inf would still be NaN.
+            v = tl.where((start_n + offs_n)[:, None] < N_KV, v, 0.0)
         acc = dot(cast(p, v.dtype, INTERP_BF16), v, acc, INTERP_BF16)
     return acc, l_i, m_i
 
@@ -84,8 +100,8 @@ def _attn_fwd(
     stride_oz, stride_oh, stride_om,
     H, N_Q, N_KV, N_KEY, qk_scale,
     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr, LAZY_RESCALE: tl.constexpr,
+    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, HOST_DESC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, LAZY_RESCALE: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if IS_CAUSAL:  # longest rows first (v04)
@@ -94,38 +110,54 @@ def _attn_fwd(
     off_hz = tl.program_id(1)
     off_z = (off_hz // H).to(tl.int64)
     off_h = (off_hz % H).to(tl.int64)
-    # One descriptor per operand over this head's [N, d] slice: TMA zero-fills rows >= N and
-    # columns >= d on load and drops them on store, which is all the masking the loads need.
-    desc_q = tl.make_tensor_descriptor(Q + off_z * stride_qz + off_h * stride_qh,
-                                       shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
-                                       block_shape=[BLOCK_M, BLOCK_D])
-    desc_k = tl.make_tensor_descriptor(K + off_z * stride_kz + off_h * stride_kh,
-                                       shape=[N_KV, HEAD_DIM], strides=[stride_kn, 1],
-                                       block_shape=[BLOCK_N, BLOCK_D])
-    desc_v = tl.make_tensor_descriptor(V + off_z * stride_vz + off_h * stride_vh,
-                                       shape=[N_KV, HEAD_DIM], strides=[stride_vn, 1],
-                                       block_shape=[BLOCK_N, BLOCK_D])
-    desc_o = tl.make_tensor_descriptor(Out + off_z * stride_oz + off_h * stride_oh,
-                                       shape=[N_Q, HEAD_DIM], strides=[stride_om, 1],
-                                       block_shape=[BLOCK_M, BLOCK_D])
     offs_m = start_m + tl.arange(0, BLOCK_M)
-    q = desc_q.load([start_m, 0])
+    if HOST_DESC:
+        # Q, K, V are descriptors built on the host over every head's rows ([B*H*N, d]); this
+        # head starts at row off_hz * N. The output is stored through pointers (below).
+        desc_q, desc_k, desc_v = Q, K, V
+        q_row0 = off_hz * N_Q
+        kv_row0 = off_hz * N_KV
+    else:
+        # One descriptor per operand over this head's [N, d] slice: TMA zero-fills rows >= N
+        # and columns >= d on load and drops them on store, which is all the masking needed.
+        desc_q = tl.make_tensor_descriptor(Q + off_z * stride_qz + off_h * stride_qh,
+                                           shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
+                                           block_shape=[BLOCK_M, BLOCK_D])
+        desc_k = tl.make_tensor_descriptor(K + off_z * stride_kz + off_h * stride_kh,
+                                           shape=[N_KV, HEAD_DIM], strides=[stride_kn, 1],
+                                           block_shape=[BLOCK_N, BLOCK_D])
+        desc_v = tl.make_tensor_descriptor(V + off_z * stride_vz + off_h * stride_vh,
+                                           shape=[N_KV, HEAD_DIM], strides=[stride_vn, 1],
+                                           block_shape=[BLOCK_N, BLOCK_D])
+        q_row0 = 0
+        kv_row0 = 0
+    q = desc_q.load([q_row0 + start_m, 0])
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     lo, hi = v04._key_range(start_m, N_KV, IS_CAUSAL, BLOCK_M, BLOCK_N)
-    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, 0, lo, offs_m, N_KV,
-                                    qk_scale, False, IS_CAUSAL, BLOCK_N, INTERP_BF16,
-                                    SCALE_POSITIVE, LAZY_RESCALE)
-    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, lo, hi, offs_m, N_KV,
-                                    qk_scale, True, IS_CAUSAL, BLOCK_N, INTERP_BF16,
-                                    SCALE_POSITIVE, LAZY_RESCALE)
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, kv_row0, 0, lo, offs_m,
+                                    N_KV, qk_scale, False, IS_CAUSAL, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE, LAZY_RESCALE, HOST_DESC)
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, desc_k, desc_v, kv_row0, lo, hi, offs_m,
+                                    N_KV, qk_scale, True, IS_CAUSAL, BLOCK_N, INTERP_BF16,
+                                    SCALE_POSITIVE, LAZY_RESCALE, HOST_DESC)
 
     acc = acc / l_i[:, None]
     tl.store(LSE + off_hz.to(tl.int64) * N_Q + offs_m, m_i + tl.math.log2(l_i),
              mask=offs_m < N_Q)
-    desc_o.store([start_m, 0], cast(acc, Out.dtype.element_ty, INTERP_BF16))
+    o_head = Out + off_z * stride_oz + off_h * stride_oh
+    out = cast(acc, Out.dtype.element_ty, INTERP_BF16)
+    if HOST_DESC:
+        # A [BLOCK_M, d] store at the last, ragged block would overwrite the next head's rows.
+        offs_d = tl.arange(0, BLOCK_D)
+        tl.store(o_head + offs_m[:, None] * stride_om + offs_d[None, :], out,
+                 mask=(offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM))
+    else:
+        desc_o = tl.make_tensor_descriptor(o_head, shape=[N_Q, HEAD_DIM], strides=[stride_om, 1],
+                                           block_shape=[BLOCK_M, BLOCK_D])
+        desc_o.store([start_m, 0], out)
 
 
 # ------------------------------------------------------------------------------- host side
@@ -161,19 +193,44 @@ def _tma_operand(t: torch.Tensor) -> torch.Tensor | None:
     return dense if tma_addressable(dense) else None
 
 
-def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
+def stacked_rows(t: torch.Tensor) -> bool:
+    """Whether ``t``'s [B, H, N, d] elements are one [B*H*N, d] matrix of rows (heads stacked,
+    as a contiguous tensor has them), so one host-side descriptor can address every head."""
+    B, H, N, _ = t.shape
+    s_z, s_h, s_n, _ = t.stride()
+    return (H == 1 or s_h == N * s_n) and (B == 1 or s_z == H * N * s_n) and B * H * N < 2**31
+
+
+def host_descriptors(q, k, v, block_m=16, block_n=16, block_d=16):
+    """Descriptors over all heads' rows of Q, K and V, built once per call on the host (the
+    tile shapes are set per config by ``configs.set_block_shapes`` before each launch)."""
+    return [
+        TensorDescriptor(t, [t.shape[0] * t.shape[1] * t.shape[2], t.shape[3]], [t.stride(2), 1],
+                         [block, block_d])
+        for t, block in ((q, block_m), (k, block_n), (v, block_n))
+    ]
+
+
+def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None, host_desc=None):
     """Run the TMA forward; ``config`` (a dict of BLOCK_M, BLOCK_N, num_warps, num_stages)
-    bypasses autotuning, for the tuning script."""
+    bypasses autotuning, for the tuning script. ``host_desc`` picks host-side descriptors over
+    all heads (default: when every operand's heads are stacked rows and HOST_DESCRIPTORS is on)
+    or per-head descriptors built in the kernel."""
     B, H, n_q, d = q.shape
-    args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
-            H, n_q, k.shape[2], v04._n_key(q, k), sm_scale * LOG2E)
-    meta = dict(v04._meta(q, causal), SCALE_POSITIVE=sm_scale >= 0)
-    if not interpreting():
+    if host_desc is None:
+        host_desc = HOST_DESCRIPTORS and all(stacked_rows(t) for t in (q, k, v))
+    operands = host_descriptors(q, k, v) if host_desc else (q, k, v)
+    args = (*operands, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3],
+            *o.stride()[:3], H, n_q, k.shape[2], v04._n_key(q, k), sm_scale * LOG2E)
+    meta = dict(v04._meta(q, causal), SCALE_POSITIVE=sm_scale >= 0, HOST_DESC=host_desc)
+    if not interpreting() and not host_desc:
         triton.set_allocator(_scratch)  # a context variable: set it in the launching thread
     if interpreting() or config is not None or not autotuning():
         if config is None:
             config = configs.INTERPRETER_FWD if interpreting() else configs.first_choice(d, q.dtype)
         cfg = dict(config)
+        configs.set_block_shapes({"Q": operands[0], "K": operands[1], "V": operands[2],
+                                  **meta, **cfg})
         _attn_fwd[(triton.cdiv(n_q, cfg["BLOCK_M"]), B * H)](*args, **meta, **cfg)
     else:
         _attn_fwd_tuned[lambda m: (triton.cdiv(n_q, m["BLOCK_M"]), B * H)](*args, **meta)

@@ -1,4 +1,4 @@
-"""What only v05 has: the choice between its TMA kernel and v04's pointer kernel."""
+"""What only v05 has: host-side or per-head TMA descriptors, and the fallback to v04's kernel."""
 
 import pytest
 import torch
@@ -11,30 +11,43 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.mark.parametrize(
-    "layout, d, dtype, tma",
+    "layout, d, dtype, path",
     [
-        ("contiguous", 64, torch.bfloat16, True),
-        ("bnhd", 96, torch.bfloat16, True),  # a transposed view: read in place, no copy
-        ("contiguous", 24, torch.float32, True),
-        ("contiguous", 20, torch.bfloat16, False),  # 40-byte rows: TMA needs 16-byte multiples
+        ("contiguous", 64, torch.bfloat16, "host"),  # heads stacked: one descriptor per operand
+        ("bnhd", 96, torch.bfloat16, "device"),  # a transposed view: per-head descriptors, no copy
+        ("contiguous", 24, torch.float32, "host"),
+        ("contiguous", 20, torch.bfloat16, "v04"),  # 40-byte rows: TMA needs 16-byte multiples
     ],
 )
-def test_tma_path_or_v04_fallback_is_correct(monkeypatch, layout, d, dtype, tma):
+def test_descriptor_path_or_v04_fallback_is_correct(monkeypatch, layout, d, dtype, path):
     problem = Problem(1, 2, 37, 41, d, causal=True, dtype=dtype, layout=layout)
     q, k, v = make_inputs(problem, DEVICE)
-    assert all(kernel.tma_addressable(t) for t in (q, k, v)) == tma
+    assert all(kernel.tma_addressable(t) for t in (q, k, v)) == (path != "v04")
     real, launched = kernel.launch_forward, []
 
     def spy(*args, **kwargs):
-        launched.append(args)
+        launched.append(all(kernel.stacked_rows(t) for t in args[:3]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(kernel, "launch_forward", spy)
     out = kernel.attention(q, k, v, is_causal=True)
-    assert bool(launched) == tma
+    assert launched == ([] if path == "v04" else [path == "host"])
     ref = reference_attention(q.double(), k.double(), v.double(), is_causal=True)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("host_desc", [True, False])
+def test_ragged_tiles_never_read_the_next_head(host_desc):
+    # 37 keys: the last K/V tile runs past the head's rows. A host descriptor reads the next
+    # head's rows there; their probabilities are 0, but 0 * inf is NaN unless V is zeroed.
+    q, k, v = make_inputs(Problem(1, 2, 29, 37, 32, dtype=torch.float32), DEVICE)
+    v[:, 1] = float("inf")
+    o = torch.full_like(q, float("nan"))
+    lse = torch.empty(q.shape[:3], device=q.device)
+    kernel.launch_forward(q, k, v, o, lse, False, 32**-0.5, host_desc=host_desc)
+    ref = reference_attention(q[:, :1].double(), k[:, :1].double(), v[:, :1].double())
+    torch.testing.assert_close(o[:, :1].double(), ref, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
