@@ -31,7 +31,7 @@ PARAMS = (STAGES + REFERENCES, ["full", "causal"], ["fwd", "fwd+bwd"])
 NAMES = ["provider", "mask", "direction"]
 
 
-def _provider(name, flash):
+def _provider(name, flash, backward):
     """callable(q, k, v, causal), or the reason there is none."""
     import torch
 
@@ -80,6 +80,8 @@ def _provider(name, flash):
     if flash and getattr(stage.capabilities, "max_seq_len", None) is not None:
         # v01/v02 would take seconds per call at 4096 tokens (and the whole time budget)
         return f"{name} is a series stage (sequence limit); it runs the Series workload only"
+    if backward and not getattr(stage.capabilities, "backward", True):
+        return f"{name} has no backward (forward only)"
     return lambda q, k, v, causal: stage.attention(q, k, v, is_causal=causal)
 
 
@@ -104,7 +106,7 @@ def _measure(shape, provider, mask, direction):
     wanted = os.environ.get("ATTN_ASV_PROVIDERS")
     if wanted and provider not in wanted.split(","):
         return "not selected for this run (ATTN_ASV_PROVIDERS)"
-    fn = _provider(provider, flash=dtype != "float32")
+    fn = _provider(provider, flash=dtype != "float32", backward=backward)
     if isinstance(fn, str):
         return fn
     if provider == "eager" and 3 * B * H * N * N * 4 > torch.cuda.mem_get_info()[0]:
