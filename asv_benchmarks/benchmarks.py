@@ -50,13 +50,17 @@ def _provider(name, flash, backward):
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         compiled = torch.compile(flex_attention, dynamic=False)
+        masks = {}  # the block mask is built once per shape, as a model would, not per call
 
         def run(q, k, v, causal):
             if not causal:
                 return compiled(q, k, v)
             n_q, n_k = q.shape[2], k.shape[2]
-            mask = create_block_mask(lambda b, h, i, j: j <= i, None, None, n_q, n_k)
-            return compiled(q, k, v, block_mask=mask)
+            if (n_q, n_k) not in masks:
+                masks[n_q, n_k] = create_block_mask(
+                    lambda b, h, i, j: j <= i, None, None, n_q, n_k, device=q.device
+                )
+            return compiled(q, k, v, block_mask=masks[n_q, n_k])
 
         return run
     if name == "eager":
