@@ -28,6 +28,11 @@ def providers(stages):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    # One compiled flex for every workload: 4 shapes x 2 masks x (inference, training) are 16
+    # specialisations, past dynamo's default limit of 8, after which it silently runs flex
+    # eagerly (the N x N scores: 8-17 TFLOP/s and out of memory at d=128 in an H200 run, against
+    # ~480 TFLOP/s compiled in asv, which measures one workload per process).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     flex_compiled = torch.compile(flex_attention, dynamic=False)
 
     def sdpa_with(backend):

@@ -92,8 +92,13 @@ TILES = {
     },
     128: {
         "v04": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 128, 8, 2), (64, 64, 4, 2)],
-        "v05 host": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 128, 8, 3), (128, 128, 8, 2),
-                     (64, 64, 4, 2)],
+        "v05 host": [
+            (128, 64, 8, 3),
+            (128, 64, 8, 2),
+            (128, 128, 8, 3),
+            (128, 128, 8, 2),
+            (64, 64, 4, 2),
+        ],
         "v05 device": [(128, 64, 8, 3)],
         "v03": [(64, 64, 4, 3)],
     },
@@ -163,9 +168,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    workloads = [
-        w for w in WORKLOADS if (not args.quick or w[2] == 4096) and w[3] in args.dims
-    ]
+    workloads = [w for w in WORKLOADS if (not args.quick or w[2] == 4096) and w[3] in args.dims]
     jobs = [
         (stage, cfg, d, causal)
         for d in sorted({w[3] for w in workloads})
