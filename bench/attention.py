@@ -1,10 +1,11 @@
 """Benchmark the flash-class stages against the same-run references, on the GPU.
 
-``python -m bench.attention [--out DIR] [--quick]`` times, in one process and one run: SDPA with
-the cuDNN and flash backends, compiled FlexAttention, and every stage with no sequence limit, on
-the flash workloads (bf16; forward and forward+backward; causal and not). It prints TFLOP/s and the
-ratio to cuDNN, measures the card's bf16 matmul rate and copy bandwidth as ceilings, checks the
-128k-token causal run's peak memory against SDPA's flash backend, and writes everything as JSON.
+``python -m bench.attention [--out DIR] [--quick] [--workload B,H,N,D ...]`` times, in one
+process and one run: SDPA with the cuDNN and flash backends, compiled FlexAttention, and every
+stage with no sequence limit, on the flash workloads (bf16; forward and forward+backward; causal
+and not) or the given ones. It prints TFLOP/s and the ratio to cuDNN, measures the card's bf16
+matmul rate and copy bandwidth as ceilings, checks the 128k-token causal run's peak memory
+against SDPA's flash backend (``--no-memory`` skips it), and writes everything as JSON.
 """
 
 from __future__ import annotations
@@ -117,6 +118,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="first two workloads only")
     parser.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
     parser.add_argument("--only", nargs="*", default=None, help="run only these providers")
+    parser.add_argument(
+        "--workload",
+        action="append",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        help="B,H,N,D instead of the flash workloads (repeatable), e.g. 4,16,4096,96",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the 128k memory check")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stages = [s for s in registry.discover() if s.available and s.capabilities.max_seq_len is None]
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
         for k, v in providers(stages).items()
         if k not in args.skip and (args.only is None or k in args.only)
     }
-    workloads = WORKLOADS[:2] if args.quick else WORKLOADS
+    workloads = args.workload or (WORKLOADS[:2] if args.quick else WORKLOADS)
     for shape in workloads:
         for causal in (False, True):
             for backward in (False, True):
@@ -162,7 +170,7 @@ def main(argv=None) -> int:
                     print(json.dumps(row), flush=True)
                     torch.cuda.empty_cache()
     v04 = next((s for s in stages if s.capabilities.backward and s.name in provs), None)
-    if v04 is not None:
+    if v04 is not None and not args.no_memory:
         report["memory_128k"] = {"stage": v04.name, **memory_128k(v04)}
         print("memory_128k", report["memory_128k"], flush=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
