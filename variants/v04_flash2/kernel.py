@@ -416,21 +416,30 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
     return dq, dk, dv
 
 
-class _Attention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale):
-        o, lse = _forward(q, k, v, causal, sm_scale)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.causal, ctx.sm_scale = causal, sm_scale
-        ctx.mark_non_differentiable(lse)
-        return o, lse
+def autograd_function(forward):
+    """The ``torch.autograd.Function`` around ``forward(q, k, v, causal, sm_scale) -> (o, lse)``
+    with this stage's backward (v05 wraps its own forward in it)."""
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, do, _dlse):
-        q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = _backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
-        return dq, dk, dv, None, None
+    class _Attention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, causal, sm_scale):
+            o, lse = forward(q, k, v, causal, sm_scale)
+            ctx.save_for_backward(q, k, v, o, lse)
+            ctx.causal, ctx.sm_scale = causal, sm_scale
+            ctx.mark_non_differentiable(lse)
+            return o, lse
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, do, _dlse):
+            q, k, v, o, lse = ctx.saved_tensors
+            dq, dk, dv = _backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
+            return dq, dk, dv, None, None
+
+    return _Attention
+
+
+_Attention = autograd_function(_forward)
 
 
 def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):

@@ -201,13 +201,13 @@ def stacked_rows(t: torch.Tensor) -> bool:
     return (H == 1 or s_h == N * s_n) and (B == 1 or s_z == H * N * s_n) and B * H * N < 2**31
 
 
-def host_descriptors(q, k, v, block_m=16, block_n=16, block_d=16):
-    """Descriptors over all heads' rows of Q, K and V, built once per call on the host (the
-    tile shapes are set per config by ``configs.set_block_shapes`` before each launch)."""
+def host_descriptors(q, k, v):
+    """Descriptors over all heads' rows of Q, K and V, built once per call on the host. Their
+    tile shape is a placeholder until ``configs.set_block_shapes`` sets the config's."""
     return [
         TensorDescriptor(t, [t.shape[0] * t.shape[1] * t.shape[2], t.shape[3]], [t.stride(2), 1],
-                         [block, block_d])
-        for t, block in ((q, block_m), (k, block_n), (v, block_n))
+                         [16, 16])
+        for t in (q, k, v)
     ]
 
 
@@ -251,21 +251,7 @@ def _forward(q, k, v, causal, sm_scale):
     return o, lse
 
 
-class _Attention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale):
-        o, lse = _forward(q, k, v, causal, sm_scale)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.causal, ctx.sm_scale = causal, sm_scale
-        ctx.mark_non_differentiable(lse)
-        return o, lse
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, do, _dlse):
-        q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = v04._backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
-        return dq, dk, dv, None, None
+_Attention = v04.autograd_function(_forward)  # v04's backward, unchanged
 
 
 def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
