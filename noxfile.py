@@ -84,7 +84,7 @@ def series(session):
 
 @nox.session(venv_backend="none")
 def new_variant(session):
-    """Scaffold a stage from its parent: ``nox -s new_variant -- v05_my_idea --from v04_flash2``."""
+    """Scaffold a stage from its parent: ``nox -s new_variant -- v07_idea --from v06_warpspec``."""
     session.run("python3", "-m", "common", "new", *session.posargs)
 
 

@@ -1,4 +1,4 @@
-"""Forward tile configs of v03, v04 and v05, each checked and timed beside cuDNN in one run.
+"""Forward tile configs of v03 to v06, each checked and timed beside cuDNN in one run.
 
 ``python -m bench.tune [--out DIR] [--only v05] [--quick]``: for every flash workload (bf16,
 causal and not) it times SDPA-cuDNN, then each candidate config of each stage's forward kernel
@@ -36,6 +36,18 @@ def _v05(cfg):
         kernel.launch_forward(
             q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg, host_desc=host_desc
         )
+        return o
+
+    return run
+
+
+def _v06(cfg):
+    from variants.v06_warpspec import kernel
+
+    def run(q, k, v, causal):
+        o = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+        kernel.launch_forward(q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
         return o
 
     return run
@@ -80,26 +92,22 @@ def _cfg(m, n, w, s, **flags):
     return dict(BLOCK_M=m, BLOCK_N=n, num_warps=w, num_stages=s, **flags)
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) per stage and head dim. v04's chosen config first,
-# then what the last sweep did not try: two-stage pipelines (less shared memory, so two CTAs of
-# 4 warps fit an SM at d=128) and v05 with host-side descriptors ("host") beside per-head ones.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per stage and head dim: v04's and v05's chosen
+# configs, then v06's warp-specialised candidates ("ws") beside the same kernel and tiles
+# without the split ("plain"), which isolates what the warp roles are worth. (v06 hands head
+# dims up to 64 to v05; its d=64 entry is the measurement behind that.)
 TILES = {
     64: {
         "v04": [(128, 64, 8, 3)],
-        "v05 host": [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3)],
-        "v05 device": [(128, 64, 8, 3)],
+        "v05 host": [(128, 64, 4, 3)],
+        "v06 ws": [(128, 128, 4, 2)],
         "v03": [(64, 64, 4, 3)],
     },
     128: {
-        "v04": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 128, 8, 2), (64, 64, 4, 2)],
-        "v05 host": [
-            (128, 64, 8, 3),
-            (128, 64, 8, 2),
-            (128, 128, 8, 3),
-            (128, 128, 8, 2),
-            (64, 64, 4, 2),
-        ],
-        "v05 device": [(128, 64, 8, 3)],
+        "v04": [(128, 64, 8, 3)],
+        "v05 host": [(128, 128, 8, 3)],
+        "v06 ws": [(128, 128, 4, 2), (128, 64, 4, 2)],
+        "v06 plain": [(128, 128, 4, 2)],
         "v03": [(64, 64, 4, 3)],
     },
 }
@@ -112,12 +120,15 @@ def candidates(head_dim):
         stage, _, how = name.partition(" ")
         for m, n, w, s in tiles:
             tag = f"{m}x{n} w{w} s{s}" + (f" {how}" if how else "")
-            flags = dict(LAZY_RESCALE=False, HOST_DESC=how == "host") if stage == "v05" else {}
+            flags = {
+                "v05": dict(LAZY_RESCALE=False, HOST_DESC=how == "host"),
+                "v06": dict(WARP_SPECIALIZE=how == "ws"),
+            }.get(stage, {})
             out.append((stage, tag, _cfg(m, n, w, s, **flags)))
     return out
 
 
-BUILD = {"v03": _v03, "v04": _v04, "v05": _v05}
+BUILD = {"v03": _v03, "v04": _v04, "v05": _v05, "v06": _v06}
 
 
 def _compile_one(job):
@@ -158,7 +169,7 @@ def _ms(fn, *args):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
     parser.add_argument("--out", default="results/tune")
-    parser.add_argument("--only", action="append", default=[], help="v03, v04 or v05")
+    parser.add_argument("--only", action="append", default=[], help="v03, v04, v05 or v06")
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
     parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")

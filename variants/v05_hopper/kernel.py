@@ -167,7 +167,7 @@ _attn_fwd_tuned = triton.autotune(
 )(_attn_fwd)
 
 
-def _scratch(size: int, alignment: int, stream):
+def scratch(size: int, alignment: int, stream):
     """Global memory for the descriptors built inside the kernel (128 bytes per descriptor per
     program; a few hundred KiB at the largest grids)."""
     return torch.empty(size, dtype=torch.int8, device="cuda")
@@ -224,7 +224,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None, host_desc=Non
             *o.stride()[:3], H, n_q, k.shape[2], v04._n_key(q, k), sm_scale * LOG2E)
     meta = dict(v04._meta(q, causal), SCALE_POSITIVE=sm_scale >= 0, HOST_DESC=host_desc)
     if not interpreting() and not host_desc:
-        triton.set_allocator(_scratch)  # a context variable: set it in the launching thread
+        triton.set_allocator(scratch)  # a context variable: set it in the launching thread
     if interpreting() or config is not None or not autotuning():
         if config is None:
             config = configs.INTERPRETER_FWD if interpreting() else configs.first_choice(d, q.dtype)
