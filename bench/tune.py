@@ -24,33 +24,30 @@ from common.timing import attention_flops
 LOG2E = 1.4426950408889634
 
 
+def _launch_forward(kernel, cfg, **kwargs):
+    """A run(q, k, v, causal) through ``kernel.launch_forward`` with the fixed ``cfg``."""
+
+    def run(q, k, v, causal):
+        o = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+        kernel.launch_forward(q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg, **kwargs)
+        return o
+
+    return run
+
+
 def _v05(cfg):
     from variants.v05_hopper import kernel
 
     cfg = dict(cfg)
     host_desc = cfg.pop("HOST_DESC")
-
-    def run(q, k, v, causal):
-        o = torch.empty_like(q)
-        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
-        kernel.launch_forward(
-            q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg, host_desc=host_desc
-        )
-        return o
-
-    return run
+    return _launch_forward(kernel, cfg, host_desc=host_desc)
 
 
 def _v06(cfg):
     from variants.v06_warpspec import kernel
 
-    def run(q, k, v, causal):
-        o = torch.empty_like(q)
-        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
-        kernel.launch_forward(q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
-        return o
-
-    return run
+    return _launch_forward(kernel, cfg)
 
 
 def _v04(cfg):
