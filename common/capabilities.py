@@ -25,6 +25,9 @@ class Capabilities:
     # Longest sequence the CPU suite gives this stage under Triton's interpreter, which runs every
     # program and every loop step serially in numpy (v01's per-key loop makes N=130 take ~90 s).
     interpreter_max_seq_len: int | None = None
+    # False where the backward sums dQ with atomics (v07): the order of the adds then depends on
+    # timing, so dQ may differ in its last bits between runs; dK, dV and the output do not.
+    deterministic_dq: bool = True
 
     def describe(self) -> str:
         names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)

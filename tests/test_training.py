@@ -69,8 +69,12 @@ def test_forward_and_backward_are_bitwise_deterministic(stage_name):
     for _ in range(2):
         out = stage.attention(q, k, v, is_causal=True)
         runs.append((out, *torch.autograd.grad(out, (q, k, v), do)))
-    for a, b in zip(*runs, strict=True):
-        assert torch.equal(a, b)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), *runs, strict=True):
+        if name == "dq" and not stage.capabilities.deterministic_dq:
+            # Summed by atomics in a timing-dependent order: equal up to fp32 rounding.
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+        else:
+            assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("stage_name", TRAINABLE)

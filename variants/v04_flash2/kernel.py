@@ -416,9 +416,11 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
     return dq, dk, dv
 
 
-def autograd_function(forward):
+def autograd_function(forward, backward=None):
     """The ``torch.autograd.Function`` around ``forward(q, k, v, causal, sm_scale) -> (o, lse)``
-    with this stage's backward (v05 wraps its own forward in it)."""
+    and ``backward(do, q, k, v, o, lse, causal, sm_scale) -> (dq, dk, dv)``, by default this
+    stage's (later stages pass their own forward, and v07 its backward)."""
+    run_backward = backward or _backward
 
     class _Attention(torch.autograd.Function):
         @staticmethod
@@ -433,7 +435,7 @@ def autograd_function(forward):
         @torch.autograd.function.once_differentiable
         def backward(ctx, do, _dlse):
             q, k, v, o, lse = ctx.saved_tensors
-            dq, dk, dv = _backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
+            dq, dk, dv = run_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
             return dq, dk, dv, None, None
 
     return _Attention
