@@ -18,6 +18,10 @@ score and gives dK and dQ their scale for free. Non-causal key blocks walk their
 starting at their own index (rotated), so a head's programs, launched together, add into
 different dQ rows at any moment instead of all into the first tile.
 
+Measured on an H200 with Triton 3.6, this is slower than v04's backward (0.62-0.65x cuDNN at
+d=128 against 0.68-0.71x): dQ's product, its fp32 staging in shared memory and the reduce-add
+cost as much as the other four matmuls, and nothing overlaps them (README.md, NOTES.md).
+
 Summation order into dQ depends on timing, so dQ may differ in its last bits between runs (dK,
 dV and the forward are deterministic); v04's backward is the deterministic one. The forward is
 v06's. fp32 inputs (no MMA), head dims above 128 (dK and dV would not fit the registers), and
