@@ -10,6 +10,7 @@ and the run goes on. The winners go into the stages' config tables; the log into
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import time
@@ -164,6 +165,50 @@ def _ms(fn, *args):
     return triton.testing.do_bench(lambda: fn(*args), warmup=25, rep=100, return_mode="median")
 
 
+def _max_error(want, got):
+    return (got.float() - want.float()).abs().max().item()
+
+
+def time_candidate(row, build, cfg, args, error_of, flops, ref_tf, tolerance=0.05):
+    """Build ``build(cfg)``, run it once on ``args`` and check the result (``error_of(result)``,
+    within ``tolerance``), then time it; record it all in ``row`` and print one line. A candidate
+    that fails to build or run is recorded as such, so a sweep goes on."""
+    t0 = time.time()
+    try:
+        fn = build(cfg)
+        err = error_of(fn(*args))
+        ms = _ms(fn, *args)
+        row.update(err=err, ok=err < tolerance, tflops=flops / ms / 1e9)
+        row["ratio"] = row["tflops"] / ref_tf
+    except Exception as exc:  # recorded; the sweep goes on
+        row.update(error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    row["seconds"] = time.time() - t0
+    tag = f"  {row['stage']} {row['label']:24s}"
+    if "error" in row:
+        print(f"{tag} ERROR {row['error'][:120]}", flush=True)
+    else:
+        flag = "" if row["ok"] else "  WRONG"
+        print(
+            f"{tag} {row['tflops']:6.0f} TFLOP/s  {row['ratio']:.3f}x  err {row['err']:.1e}  "
+            f"({row['seconds']:.0f}s){flag}",
+            flush=True,
+        )
+    return row
+
+
+def print_best(rows, workloads, what):
+    """The best checked candidate of each stage per workload, as ratios to cuDNN."""
+    print(f"\nbest per stage and workload, {what} (x cuDNN):")
+    for shape, causal in itertools.product(workloads, (False, True)):
+        best = {}
+        for r in rows:
+            if r["shape"] == shape and r["causal"] == causal and r.get("ok"):
+                if r["ratio"] > best.get(r["stage"], {}).get("ratio", 0):
+                    best[r["stage"]] = r
+        cells = "  ".join(f"{s} {r['ratio']:.3f} ({r['label']})" for s, r in sorted(best.items()))
+        print(f"{shape!s:22s} {'causal' if causal else 'full  '}  {cells}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
     parser.add_argument("--out", default="results/tune")
@@ -202,37 +247,12 @@ def main(argv=None) -> int:
             if args.only and stage not in args.only:
                 continue
             row = dict(shape=shape, causal=causal, stage=stage, label=label)
-            t0 = time.time()
-            try:
-                fn = BUILD[stage](cfg)
-                got = fn(q, k, v, causal)
-                err = (got.float() - want.float()).abs().max().item()
-                ms = _ms(fn, q, k, v, causal)
-                row.update(err=err, ok=err < 0.05, tflops=flops / ms / 1e9)
-                row["ratio"] = row["tflops"] / ref_tf
-            except Exception as exc:  # recorded; the sweep goes on
-                row.update(error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            row["seconds"] = time.time() - t0
-            rows.append(row)
-            if "error" in row:
-                print(f"  {stage} {label:24s} ERROR {row['error'][:120]}", flush=True)
-            else:
-                flag = "" if row["ok"] else f"  WRONG (max err {row['err']:.3g})"
-                print(
-                    f"  {stage} {label:24s} {row['tflops']:6.0f} TFLOP/s  "
-                    f"{row['ratio']:.3f}x  ({row['seconds']:.0f}s){flag}",
-                    flush=True,
-                )
+            error_of = functools.partial(_max_error, want)
+            rows.append(
+                time_candidate(row, BUILD[stage], cfg, (q, k, v, causal), error_of, flops, ref_tf)
+            )
         (out_dir / "tune.json").write_text(json.dumps(rows, indent=1))
-    print("\nbest per stage and workload (x cuDNN):")
-    for shape, causal in itertools.product(workloads, (False, True)):
-        best = {}
-        for r in rows:
-            if r["shape"] == shape and r["causal"] == causal and r.get("ok"):
-                if r["ratio"] > best.get(r["stage"], {}).get("ratio", 0):
-                    best[r["stage"]] = r
-        cells = "  ".join(f"{s} {r['ratio']:.3f} ({r['label']})" for s, r in sorted(best.items()))
-        print(f"{shape!s:22s} {'causal' if causal else 'full  '}  {cells}")
+    print_best(rows, workloads, "forward")
     return 0
 
 

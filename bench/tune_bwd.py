@@ -11,16 +11,16 @@ everything the backward launches (Delta, the dQ buffer's zeroing and conversion 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 
 from bench.attention import WORKLOADS
-from bench.tune import _ms, precompile
+from bench.tune import _ms, precompile, print_best, time_candidate
 from common.timing import attention_flops
 
 
@@ -87,6 +87,14 @@ def _compile_one(job):
     return None
 
 
+def _relative_error(want, got):
+    """Largest gradient error relative to the gradient's largest entry, worst of dQ, dK, dV."""
+    return max(
+        ((g.float() - w.float()).abs().max() / w.float().abs().max()).item()
+        for g, w in zip(got, want, strict=True)
+    )
+
+
 def _cudnn_backward(q, k, v, do, causal):
     """cuDNN's gradients and a callable that reruns its backward (what gets timed)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -129,43 +137,13 @@ def main(argv=None) -> int:
         print(f"\n{shape} causal={causal}: cudnn backward {ref_tf:.0f} TFLOP/s", flush=True)
         for stage, label, cfg in candidates(shape[3]):
             row = dict(shape=shape, causal=causal, stage=stage, label=label)
-            t0 = time.time()
-            try:
-                fn = BUILD[stage](cfg)
-                got = fn(q, k, v, o, lse, do, causal)
-                # Largest gradient error relative to the gradient's largest entry, worst of three.
-                err = max(
-                    ((g.float() - w.float()).abs().max() / w.float().abs().max()).item()
-                    for g, w in zip(got, want, strict=True)
-                )
-                ms = _ms(fn, q, k, v, o, lse, do, causal)
-                row.update(err=err, ok=err < 0.05, tflops=flops / ms / 1e9)
-                row["ratio"] = row["tflops"] / ref_tf
-            except Exception as exc:  # recorded; the sweep goes on
-                row.update(error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            row["seconds"] = time.time() - t0
-            rows.append(row)
-            if "error" in row:
-                print(f"  {stage} {label:24s} ERROR {row['error'][:120]}", flush=True)
-            else:
-                flag = "" if row["ok"] else "  WRONG"
-                print(
-                    f"  {stage} {label:24s} {row['tflops']:6.0f} TFLOP/s  {row['ratio']:.3f}x  "
-                    f"rel err {row['err']:.1e}  ({row['seconds']:.0f}s){flag}",
-                    flush=True,
-                )
+            args_ = (q, k, v, o, lse, do, causal)
+            error_of = functools.partial(_relative_error, want)
+            rows.append(time_candidate(row, BUILD[stage], cfg, args_, error_of, flops, ref_tf))
         (out_dir / "tune_bwd.json").write_text(json.dumps(rows, indent=1))
         del q, k, v, o, lse, do, want, cudnn
         torch.cuda.empty_cache()
-    print("\nbest per stage and workload, backward (x cuDNN):")
-    for shape, causal in itertools.product(workloads, (False, True)):
-        best = {}
-        for r in rows:
-            if r["shape"] == shape and r["causal"] == causal and r.get("ok"):
-                if r["ratio"] > best.get(r["stage"], {}).get("ratio", 0):
-                    best[r["stage"]] = r
-        cells = "  ".join(f"{s} {r['ratio']:.3f} ({r['label']})" for s, r in sorted(best.items()))
-        print(f"{shape!s:22s} {'causal' if causal else 'full  '}  {cells}")
+    print_best(rows, workloads, "backward")
     return 0
 
 
