@@ -42,7 +42,7 @@ def _v07(cfg):
     def run(q, k, v, o, lse, do, causal):
         dq_acc = kernel.dq_buffer(q)
         dk, dv = torch.empty_like(k), torch.empty_like(v)
-        kernel.launch_backward(do, q, k, v, lse, kernel.preprocess(do, o), dq_acc, dk, dv,
+        kernel.launch_backward(do, q, k, v, lse, kernel.v04.preprocess(do, o), dq_acc, dk, dv,
                                causal, q.shape[-1] ** -0.5, config=cfg, dq_tma=dq_tma)  # fmt: skip
         return dq_acc.view(q.shape).to(q.dtype), dk, dv
 

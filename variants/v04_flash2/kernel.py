@@ -393,6 +393,17 @@ def _forward(q, k, v, causal, sm_scale):
     return o, lse
 
 
+def preprocess(do, o):
+    """Delta = rowsum(dO * O) per query row, fp32 [B, H, N_Q] (v07's backward uses it too)."""
+    B, H, n_q, d = o.shape
+    delta = new_output((B, H, n_q), o, torch.float32)
+    block = configs.INTERPRETER_FWD["BLOCK_M"] if interpreting() else 128
+    _attn_bwd_preprocess[(triton.cdiv(n_q, block), B * H)](
+        o, do, delta, *o.stride(), *do.stride(), H, n_q,
+        HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)), BLOCK_M=block)
+    return delta
+
+
 def _backward(do, q, k, v, o, lse, causal, sm_scale):
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
@@ -400,11 +411,7 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
     if q.numel() == 0:  # no queries: nothing flows back to the keys
         return dq, dk.zero_(), dv.zero_()
     meta = _meta(q, causal)
-    delta = new_output((B, H, n_q), q, torch.float32)
-    block = configs.INTERPRETER_FWD["BLOCK_M"] if interpreting() else 128
-    _attn_bwd_preprocess[(triton.cdiv(n_q, block), B * H)](
-        o, do, delta, *o.stride(), *do.stride(), H, n_q,
-        HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block)
+    delta = preprocess(do, o)
     shared = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
     scalars = (H, n_q, n_kv, _n_key(q, k), sm_scale, sm_scale * LOG2E)
     _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, configs.BWD_DKDV, configs.INTERPRETER_DKDV,

@@ -214,17 +214,6 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         _attn_bwd_tuned[lambda m: (triton.cdiv(n_kv, m["BLOCK_N"]), B * H)](*args, **meta)
 
 
-def preprocess(do, o):
-    """Delta = rowsum(dO * O) per query row (fp32), v04's kernel."""
-    B, H, n_q, d = o.shape
-    delta = new_output((B, H, n_q), o, torch.float32)
-    block = configs.INTERPRETER_BWD["BLOCK_M"] if interpreting() else 128
-    v04._attn_bwd_preprocess[(triton.cdiv(n_q, block), B * H)](
-        o, do, delta, *o.stride(), *do.stride(), H, n_q,
-        HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)), BLOCK_M=block)  # fmt: skip
-    return delta
-
-
 def dq_buffer(q):
     """The zeroed fp32 buffer dQ is summed into: rows padded to 16 bytes for TMA."""
     B, H, n_q, d = q.shape
@@ -239,7 +228,7 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
     B, H, n_q, d = q.shape
     dk, dv = new_output(k.shape, k), new_output(v.shape, v)
     dq_acc = dq_buffer(q)
-    launch_backward(do, q, k, v, lse, preprocess(do, o), dq_acc, dk, dv, causal, sm_scale)
+    launch_backward(do, q, k, v, lse, v04.preprocess(do, o), dq_acc, dk, dv, causal, sm_scale)
     dq = dq_acc.view(B, H, n_q, -1)[..., :d].to(q.dtype)
     return dq, dk, dv
 

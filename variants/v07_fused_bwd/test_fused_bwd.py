@@ -84,7 +84,7 @@ def test_dq_summed_by_atomics_or_tma(dq_tma, causal):
     o, lse = kernel.v06._forward(q, k, v, causal, d**-0.5)
     dq_acc = kernel.dq_buffer(q)
     dk, dv = torch.full_like(k, float("nan")), torch.full_like(v, float("nan"))
-    kernel.launch_backward(do, q, k, v, lse, kernel.preprocess(do, o), dq_acc, dk, dv, causal,
+    kernel.launch_backward(do, q, k, v, lse, kernel.v04.preprocess(do, o), dq_acc, dk, dv, causal,
                            d**-0.5, dq_tma=dq_tma)  # fmt: skip
     dq = dq_acc.view(q.shape)
     _assert_grads_close((dq, dk, dv), _reference(q, k, v, do, causal), 2e-2)
