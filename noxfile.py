@@ -2,12 +2,14 @@
 ``new_variant``, and for asv ``asv_check`` (CPU), ``bench``, ``bench_same``, ``regress`` (GPU).
 
 On CPU machines torch comes as the local CPU wheel ``torch==2.13.0`` (never a bare ``torch``,
-which resolves to a multi-GB CUDA build). On the offline GPU machine, ``test_gpu`` reuses the
+which resolves to a multi-GB CUDA build), installed once into ``.nox/cpu-shared`` for every
+``test`` session and ``series``. On the offline GPU machine, ``test_gpu`` reuses the
 system site-packages (torch and triton are preinstalled), the asv sessions use the system Python,
 and the series report runs directly: ``python3 -m common report``.
 """
 
 import re
+import sys
 from pathlib import Path
 
 import nox
@@ -31,23 +33,40 @@ STAGES = sorted(
 )
 
 
-def _install_cpu(session, *extra):
-    # --no-compile: byte-compiling torch's ~15k files costs more than the tests save.
-    session.install("--no-compile", TORCH_CPU, TRITON, NUMPY, *extra)
+# The CPU sessions (every test(variant=...) and series) share one environment. torch and triton
+# take ~1.4 GB per environment: nine per-stage copies filled a CI machine's disk at the eighth
+# stage (ENOSPC), and each copy cost ~30 s to install.
+CPU_DEPS = [TORCH_CPU, TRITON, NUMPY, *TEST_DEPS, "rich>=13", "matplotlib>=3.8"]
+CPU_ENV = ROOT / ".nox" / "cpu-shared"
 
 
-@nox.session
+def _cpu_python(session):
+    """The shared environment's python, created (or rebuilt when CPU_DEPS change) on first use."""
+    python = CPU_ENV / "bin" / "python"
+    stamp = CPU_ENV / "nox-deps.txt"  # written last: an interrupted install is redone
+    wanted = "\n".join(CPU_DEPS)
+    if not (python.exists() and stamp.is_file() and stamp.read_text() == wanted):
+        session.log(f"creating the shared CPU environment {CPU_ENV.relative_to(ROOT)}")
+        session.run(sys.executable, "-m", "venv", "--clear", str(CPU_ENV), external=True)
+        # --no-compile: byte-compiling torch's ~15k files costs more than the tests save.
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-compile"]
+        session.run(*pip, *CPU_DEPS, external=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+@nox.session(venv_backend="none")
 @nox.parametrize("variant", ["common", *STAGES])
 def test(session, variant):
     """The conformance suite under Triton's interpreter, one stage (or the shared code) alone."""
-    _install_cpu(session, *TEST_DEPS)
+    python = _cpu_python(session)
     if variant == "common":
         targets = COMMON_TESTS
     else:
         deselect = [arg for path in COMMON_TESTS for arg in ("--ignore", path)]
         targets = ["tests", f"variants/{variant}", "--variant", variant, *deselect]
     session.run(
-        "python",
+        python,
         "-m",
         "pytest",
         "-n",
@@ -56,6 +75,7 @@ def test(session, variant):
         *targets,
         *session.posargs,
         env={"TRITON_INTERPRET": "1"},
+        external=True,
     )
 
 
@@ -73,13 +93,12 @@ def test_gpu(session):
     session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def series(session):
     """The main job: every stage on a default problem, checked and timed, as one table.
 
     On a machine without a GPU it runs under Triton's interpreter at a small size."""
-    _install_cpu(session, "rich>=13", "matplotlib>=3.8")
-    session.run("python", "-m", "common", "report", *session.posargs)
+    session.run(_cpu_python(session), "-m", "common", "report", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
