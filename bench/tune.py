@@ -1,4 +1,4 @@
-"""Forward tile configs of v03 to v06, each checked and timed beside cuDNN in one run.
+"""Forward tile configs of v03 to v06 and v08, each checked and timed beside cuDNN in one run.
 
 ``python -m bench.tune [--out DIR] [--only v05] [--quick]``: for every flash workload (bf16,
 causal and not) it times SDPA-cuDNN, then each candidate config of each stage's forward kernel
@@ -51,6 +51,12 @@ def _v06(cfg):
     return _launch_forward(kernel, cfg)
 
 
+def _v08(cfg):
+    from variants.v08_gluon import kernel
+
+    return _launch_forward(kernel, {"STAGES": cfg["num_stages"], "HOST_DESC": cfg["HOST_DESC"]})
+
+
 def _v04(cfg):
     from variants.v04_flash2 import kernel
 
@@ -93,12 +99,16 @@ def _cfg(m, n, w, s, **flags):
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per stage and head dim: v04's and v05's chosen
 # configs, then v06's warp-specialised candidates ("ws") beside the same kernel and tiles
 # without the split ("plain"), which isolates what the warp roles are worth. (v06 hands head
-# dims up to 64 to v05; its d=64 entry is the measurement behind that.)
+# dims up to 64 to v05; its d=64 entry is the measurement behind that.) v08's Gluon kernel has
+# fixed 128-row programs and 128-key tiles; its candidates differ in K/V ring stages and in where
+# the TMA descriptors are built (host, or in the kernel: "kdesc").
 TILES = {
     64: {
         "v04": [(128, 64, 8, 3)],
         "v05 host": [(128, 64, 4, 3)],
         "v06 ws": [(128, 128, 4, 2)],
+        "v08 host": [(128, 128, 4, 2), (128, 128, 4, 3), (128, 128, 4, 4)],
+        "v08 kdesc": [(128, 128, 4, 3)],
         "v03": [(64, 64, 4, 3)],
     },
     128: {
@@ -106,6 +116,8 @@ TILES = {
         "v05 host": [(128, 128, 8, 3)],
         "v06 ws": [(128, 128, 4, 2), (128, 64, 4, 2)],
         "v06 plain": [(128, 128, 4, 2)],
+        "v08 host": [(128, 128, 4, 2), (128, 128, 4, 3)],
+        "v08 kdesc": [(128, 128, 4, 2)],
         "v03": [(64, 64, 4, 3)],
     },
 }
@@ -121,12 +133,13 @@ def candidates(head_dim):
             flags = {
                 "v05": dict(LAZY_RESCALE=False, HOST_DESC=how == "host"),
                 "v06": dict(WARP_SPECIALIZE=how == "ws"),
+                "v08": dict(HOST_DESC=how == "host"),
             }.get(stage, {})
             out.append((stage, tag, _cfg(m, n, w, s, **flags)))
     return out
 
 
-BUILD = {"v03": _v03, "v04": _v04, "v05": _v05, "v06": _v06}
+BUILD = {"v03": _v03, "v04": _v04, "v05": _v05, "v06": _v06, "v08": _v08}
 
 
 def _compile_one(job):
@@ -212,7 +225,7 @@ def print_best(rows, workloads, what):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
     parser.add_argument("--out", default="results/tune")
-    parser.add_argument("--only", action="append", default=[], help="v03, v04, v05 or v06")
+    parser.add_argument("--only", action="append", default=[], help="v03, v04, v05, v06 or v08")
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
     parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")

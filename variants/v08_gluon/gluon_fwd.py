@@ -1,0 +1,250 @@
+"""The Gluon forward: warp roles, barriers and the order of the MMAs written by hand (sm90).
+
+One program owns 128 query rows of one (batch, head) and runs nine warps in three roles:
+- a loader warp that only issues TMA loads: the program's two Q tiles once, then K and V tiles
+  into a ring of STAGES buffers, each waiting until both consumers have released its slot;
+- two consumer warpgroups (the default partition and one worker), 64 query rows each, that share
+  every K/V buffer.
+Each consumer overlaps its own softmax with its tensor cores (FA3's intra-warpgroup overlap):
+the QK^T of tile j and the P@V of tile j-1 are issued back to back as asynchronous wgmma; the
+consumer waits for the first only, computes tile j's softmax while P@V still runs, then waits for
+P@V and rescales the accumulator. The two consumers are not ordered against each other: their
+softmaxes interleave with each other's MMAs as the warp schedulers find them.
+
+Triton's automatic split (v06) gives every one of its 12 warps the same 168 registers, the
+producer's included; here the loader warp is given 24, so the consumers can hold two score tiles
+(QK^T of tile j beside P of tile j-1) without spilling.
+"""
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+
+ROWS = gl.constexpr(64)  # query rows per consumer warpgroup: one wgmma M-tile
+CONSUMERS = gl.constexpr(2)
+
+
+@gluon.jit
+def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free,
+            v_free, q_row, kv_row, n_tiles, BLOCK_N: gl.constexpr,
+            STAGES: gl.constexpr):  # fmt: skip
+    for w in gl.static_range(CONSUMERS):
+        mbarrier.expect(q_bar.index(w), desc_q.block_type.nbytes)
+        tma.async_copy_global_to_shared(
+            desc_q, [q_row + w * ROWS, 0], q_bar.index(w), q_smem.index(w)
+        )
+    for j in range(n_tiles):
+        stage = j % STAGES
+        # A fresh mbarrier counts as having completed the phase of parity 1, so the first round
+        # through the ring does not wait.
+        free_phase = ((j // STAGES) & 1) ^ 1
+        mbarrier.wait(k_free.index(stage), free_phase)
+        mbarrier.expect(k_ready.index(stage), desc_k.block_type.nbytes)
+        tma.async_copy_global_to_shared(
+            desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(stage), k_smem.index(stage)
+        )
+        mbarrier.wait(v_free.index(stage), free_phase)
+        mbarrier.expect(v_ready.index(stage), desc_v.block_type.nbytes)
+        tma.async_copy_global_to_shared(
+            desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(stage), v_smem.index(stage)
+        )
+
+
+@gluon.jit
+def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
+             BLOCK_N: gl.constexpr, s_layout: gl.constexpr):  # fmt: skip
+    """One tile's online-softmax step: P (unnormalised), the new row max, row sum and the factor
+    that brings the accumulator to the new max. Only tiles that cross the key count or the causal
+    diagonal pay for the mask."""
+    needs_mask = col0 + BLOCK_N > N_KV
+    if IS_CAUSAL:
+        needs_mask = needs_mask | (col0 + BLOCK_N > row0 + 1)
+    if needs_mask:
+        cols = col0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        keep = gl.expand_dims(cols < N_KV, 0)
+        if IS_CAUSAL:
+            rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
+            keep = keep & (gl.expand_dims(cols, 0) <= gl.expand_dims(rows, 1))
+        s = gl.where(keep, s * qk_scale, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(s, axis=1))
+        p = gl.exp2(s - gl.expand_dims(m_new, 1))
+    else:  # the scale is positive (host side), so it commutes with the row max
+        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+        p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
+    alpha = gl.exp2(m_i - m_new)
+    l_i = l_i * alpha + gl.sum(p, axis=1)
+    return p, m_new, l_i, alpha
+
+
+@gluon.jit
+def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o, LSE,
+              off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, WHICH: gl.constexpr,
+              IS_CAUSAL: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
+              STAGES: gl.constexpr):  # fmt: skip
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
+    )
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_D, 16]
+    )
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+    dtype: gl.constexpr = q_smem.dtype
+
+    row0 = start_m + WHICH * ROWS
+    q = q_smem.index(WHICH)
+    s_zero = gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout)
+    acc = gl.zeros([ROWS, BLOCK_D], gl.float32, o_layout)
+    m_i = gl.full([ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+    l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
+    mbarrier.wait(q_bar.index(WHICH), 0)
+
+    # Tile 0: its QK^T alone, nothing to overlap with yet.
+    mbarrier.wait(k_ready.index(0), 0)
+    s = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    s = warpgroup_mma_wait(0, deps=(s,))
+    mbarrier.arrive(k_free.index(0))
+    p, m_i, l_i, alpha = _softmax(
+        s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
+    )
+    p_op = gl.convert_layout(p.to(dtype), p_layout)
+
+    for j in range(1, n_tiles):
+        stage = j % STAGES
+        prev = (j - 1) % STAGES
+        mbarrier.wait(k_ready.index(stage), (j // STAGES) & 1)
+        s = warpgroup_mma(
+            q, k_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
+        )
+        mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
+        acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
+        # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
+        s = warpgroup_mma_wait(1, deps=(s,))
+        mbarrier.arrive(k_free.index(stage))
+        p, m_i, l_i, alpha = _softmax(
+            s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
+        )
+        acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
+        mbarrier.arrive(v_free.index(prev))
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_rows), 1)
+        p_op = gl.convert_layout(p.to(dtype), p_layout)
+
+    last = (n_tiles - 1) % STAGES
+    mbarrier.wait(v_ready.index(last), ((n_tiles - 1) // STAGES) & 1)
+    acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
+    acc = warpgroup_mma_wait(0, deps=(acc,))
+    mbarrier.arrive(v_free.index(last))
+
+    # Epilogue: normalise, write the base-2 LSE, and send O out through this consumer's Q buffer
+    # (its last QK^T has completed); the descriptor drops rows past N_Q.
+    l_o = gl.convert_layout(l_i, o_rows)
+    acc = acc / gl.expand_dims(l_o, 1)
+    rows = row0 + gl.arange(0, ROWS, layout=o_rows)
+    lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
+    gl.store(LSE + off_hz.to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
+    q.store(acc.to(dtype))
+    fence_async_shared()
+    tma.async_copy_shared_to_global(desc_o, [q_base + row0, 0], q)
+    tma.store_wait(0)
+
+
+@gluon.jit
+def attn_fwd(Q, K, V, Out, LSE,
+             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
+             stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
+             H, N_Q, N_KV, qk_scale,
+             IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
+             BLOCK_N: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
+             KV_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+             HOST_DESC: gl.constexpr):  # fmt: skip
+    pid_m = gl.program_id(0)
+    if IS_CAUSAL:  # longest rows first
+        pid_m = gl.num_programs(0) - 1 - pid_m
+    start_m = pid_m * (CONSUMERS * ROWS)
+    off_hz = gl.program_id(1)
+
+    if HOST_DESC:
+        # Q, K, V, Out are descriptors over [B*H*N, d] built on the host (kernel.py takes this
+        # path only when every head's rows are whole tiles, so no tile reaches the next head).
+        desc_q, desc_k, desc_v, desc_o = Q, K, V, Out
+        q_base = off_hz * N_Q
+        kv_base = off_hz * N_KV
+    else:
+        # Per-head descriptors: a tile past N_KV reads zeros, not the next head's rows, and
+        # columns past HEAD_DIM (d=96 in a 128-wide tile) read zeros and are not written back.
+        # Building them costs every program a few global writes and a fence.
+        off_z = (off_hz // H).to(gl.int64)
+        off_h = (off_hz % H).to(gl.int64)
+        desc_q = tma.make_tensor_descriptor(
+            Q + off_z * stride_qz + off_h * stride_qh,
+            [N_Q, HEAD_DIM],
+            [stride_qm, 1],
+            [ROWS, BLOCK_D],
+            Q_LAYOUT,
+        )
+        desc_k = tma.make_tensor_descriptor(
+            K + off_z * stride_kz + off_h * stride_kh,
+            [N_KV, HEAD_DIM],
+            [stride_kn, 1],
+            [BLOCK_N, BLOCK_D],
+            KV_LAYOUT,
+        )
+        desc_v = tma.make_tensor_descriptor(
+            V + off_z * stride_vz + off_h * stride_vh,
+            [N_KV, HEAD_DIM],
+            [stride_vn, 1],
+            [BLOCK_N, BLOCK_D],
+            KV_LAYOUT,
+        )
+        desc_o = tma.make_tensor_descriptor(
+            Out + off_z * stride_oz + off_h * stride_oh,
+            [N_Q, HEAD_DIM],
+            [stride_om, 1],
+            [ROWS, BLOCK_D],
+            Q_LAYOUT,
+        )
+        q_base = 0
+        kv_base = 0
+    dtype: gl.constexpr = desc_q.dtype
+
+    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, ROWS, BLOCK_D], Q_LAYOUT)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
+    q_bar = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for w in gl.static_range(CONSUMERS):
+        mbarrier.init(q_bar.index(w), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_free.index(i), count=CONSUMERS)
+        mbarrier.init(v_free.index(i), count=CONSUMERS)
+
+    hi = N_KV
+    if IS_CAUSAL:
+        hi = gl.minimum(start_m + CONSUMERS * ROWS, N_KV)
+    n_tiles = gl.cdiv(hi, BLOCK_N)
+
+    gl.warp_specialize(
+        [
+            (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o,
+                         LSE, off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, 0, IS_CAUSAL,
+                         BLOCK_D, BLOCK_N, STAGES)),
+            (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o,
+                         LSE, off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, 1, IS_CAUSAL,
+                         BLOCK_D, BLOCK_N, STAGES)),
+            (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
+                       k_free, v_free, start_m + q_base, kv_base, n_tiles, BLOCK_N, STAGES)),
+        ],
+        [4, 1],
+        [CONSUMER_REGS, 24],
+    )  # fmt: skip

@@ -1,0 +1,89 @@
+"""What only v08 has: the Gluon kernel's direct launches (GPU) and the hand-over to v06."""
+
+import math
+
+import pytest
+import torch
+
+from common.reference import causal_mask, reference_attention
+from common.testing import Problem, make_inputs
+from variants.v08_gluon import configs, kernel
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
+needs_hopper = pytest.mark.skipif(not HOPPER, reason="Gluon wgmma kernel: Hopper GPU")
+
+
+def _spy(monkeypatch):
+    """Record whether each forward call ran the Gluon kernel (True) or v06's forward (False)."""
+    calls = []
+    real_launch, real_v06 = kernel.launch_forward, kernel.v06._forward
+
+    def launch(*args, **kwargs):
+        calls.append(True)
+        return real_launch(*args, **kwargs)
+
+    def v06_forward(*args, **kwargs):
+        calls.append(False)
+        return real_v06(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "launch_forward", launch)
+    monkeypatch.setattr(kernel.v06, "_forward", v06_forward)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "n_q, n_k, d, causal, layout, dtype, gluon",
+    [
+        (256, 256, 128, False, "contiguous", torch.bfloat16, True),  # whole tiles
+        (37, 300, 64, False, "contiguous", torch.float16, True),  # ragged keys, 3 tiles
+        (200, 50, 96, True, "bnhd", torch.bfloat16, True),  # padded d, strided views, causal
+        (33, 33, 32, True, "contiguous", torch.bfloat16, True),
+        (33, 33, 96, True, "contiguous", torch.float32, False),  # fp32: no MMA
+        (33, 33, 256, False, "contiguous", torch.bfloat16, False),  # d=256 spills
+        (33, 33, 100, False, "contiguous", torch.bfloat16, False),  # 200-byte rows: not for TMA
+    ],
+)
+def test_kernel_or_v06_handover_is_correct(monkeypatch, n_q, n_k, d, causal, layout, dtype, gluon):
+    problem = Problem(2, 2, n_q, n_k, d, causal=causal, dtype=dtype, layout=layout)
+    q, k, v = make_inputs(problem, DEVICE)
+    calls = _spy(monkeypatch)
+    out = kernel.attention(q, k, v, is_causal=causal)
+    assert calls == [gluon and HOPPER]  # on CPU (interpreter) every call goes to v06
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=tol)
+
+
+def test_negative_scale_goes_to_v06(monkeypatch):
+    q, k, v = make_inputs(Problem(1, 2, 40, 40, 64, dtype=torch.bfloat16), DEVICE)
+    calls = _spy(monkeypatch)
+    out = kernel.attention(q, k, v, scale=-0.1)
+    assert calls == [False]
+    ref = reference_attention(q.double(), k.double(), v.double(), scale=-0.1)
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (384, 384)])
+@pytest.mark.parametrize("d, stages", [(64, 2), (64, 4), (128, 2), (128, 3), (16, 4)])
+def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages):
+    # NaN-filled outputs: a row or an LSE entry either consumer failed to write fails the test.
+    q, k, v = make_inputs(Problem(2, 3, n_q, n_k, d, dtype=torch.bfloat16), DEVICE)
+    o = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:3], float("nan"), device=q.device)
+    kernel.launch_forward(q, k, v, o, lse, causal, d**-0.5, config={"STAGES": stages})
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    scores = (q.double() @ k.double().transpose(-1, -2)) * d**-0.5
+    if causal:
+        scores = scores.masked_fill(~causal_mask(n_q, n_k, q.device), float("-inf"))
+    torch.testing.assert_close(o.double(), ref, rtol=0, atol=2e-2)
+    torch.testing.assert_close(
+        lse.double() * math.log(2.0), scores.logsumexp(-1), rtol=0, atol=1e-2
+    )
+
+
+def test_stage_table_covers_the_padded_head_dims():
+    assert all(kernel._block_d(d) in configs.HEAD_DIMS for d in (16, 17, 32, 64, 96, 128))
+    assert kernel._block_d(129) not in configs.HEAD_DIMS
