@@ -1,6 +1,7 @@
 """The Gluon forward: warp roles, barriers and the order of the MMAs written by hand (sm90).
 
-One program owns 128 query rows of one (batch, head) and runs nine warps in three roles:
+One program owns 128 query rows of one (batch, head) and runs three roles (12 warps: the one-warp
+loader is padded to a warpgroup, the unit `setmaxnreg` budgets registers in):
 - a loader warp that only issues TMA loads: the program's two Q tiles once, then K and V tiles
   into a ring of STAGES buffers, each waiting until both consumers have released its slot;
 - two consumer warpgroups (the default partition and one worker), 64 query rows each, that share
@@ -12,7 +13,7 @@ P@V and rescales the accumulator. The two consumers are not ordered against each
 softmaxes interleave with each other's MMAs as the warp schedulers find them.
 
 Triton's automatic split (v06) gives every one of its 12 warps the same 168 registers, the
-producer's included; here the loader warp is given 24, so the consumers can hold two score tiles
+producer's included; here the loader's warpgroup gets 24, so the consumers can hold two score tiles
 (QK^T of tile j beside P of tile j-1) without spilling.
 """
 
