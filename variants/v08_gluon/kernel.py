@@ -16,6 +16,8 @@ import math
 
 import torch
 import triton
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -23,6 +25,7 @@ from variants.v05_hopper import kernel as v05
 from variants.v06_warpspec import kernel as v06
 
 from . import CAPABILITIES, configs
+from .gluon_fwd import CONSUMERS, ROWS, attn_fwd
 
 LOG2E = math.log2(math.e)
 
@@ -56,11 +59,6 @@ def _rows(t: torch.Tensor) -> torch.Tensor | None:
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the Gluon forward; ``config`` ({"STAGES": n, "HOST_DESC": bool}) overrides the
     choices below (tuning script)."""
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-    from .gluon_fwd import CONSUMERS, ROWS, attn_fwd
-
     config = config or {}
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
