@@ -1,11 +1,13 @@
-"""Backward tile configs of v07 beside v04's backward and cuDNN's, checked and timed in one run.
+"""Backward tile configs of v07 and v09 beside v04's backward and cuDNN's, checked and timed in
+one run.
 
-``python -m bench.tune_bwd [--out DIR] [--dims 64 128] [--quick]``: for every flash workload
-(bf16, causal and not) it runs v06's forward once (O and the log-sum-exp the backwards need),
-times cuDNN's backward through autograd, v04's two-kernel backward at its first-choice configs,
-and each v07 config launched directly, both with TMA reduce-adds and (first config) with element
-atomics for dQ. Every candidate's dQ, dK, dV are checked against cuDNN's; a timing covers
-everything the backward launches (Delta, the dQ buffer's zeroing and conversion included).
+``python -m bench.tune_bwd [--out DIR] [--dims 64 128] [--quick] [--only v09 ...]``: for every
+flash workload (bf16, causal and not) it runs v06's forward once (O and the log-sum-exp the
+backwards need), times cuDNN's backward through autograd, v04's two-kernel backward at its
+first-choice configs, each v07 config launched directly, both with TMA reduce-adds and (first
+config) with element atomics for dQ, and each v09 config (Gluon; Hopper only). Every
+candidate's dQ, dK, dV are checked against cuDNN's; a timing covers everything the backward
+launches (Delta, the dQ buffer's zeroing and conversion included).
 """
 
 from __future__ import annotations
@@ -49,22 +51,42 @@ def _v07(cfg):
     return run
 
 
-BUILD = {"v04": _v04, "v07": _v07}
+def _v09(cfg):
+    from variants.v09_gluon_bwd import kernel
+
+    def run(q, k, v, o, lse, do, causal):
+        return kernel._backward(do, q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
+
+    return run
 
 
-def candidates(head_dim):
-    """(stage, label, config): v04 once, v07's listed configs with TMA reduce-adds, and its
-    first config with element atomics (what the reduce-add is worth)."""
+BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
+
+# v09: query rows per step, ring stages, host-built (else in-kernel) descriptors. 128-row steps
+# at d=64 spill a little (ptxas: 30 LDL/STL) but hold twice the work per barrier.
+V09 = {
+    64: [(64, 2, True), (64, 3, True), (128, 2, True), (64, 3, False)],
+    128: [(64, 2, True), (64, 3, True), (64, 2, False)],
+}
+
+
+def candidates(head_dim, only=()):
+    """(stage, label, config): v04 once, v07's listed configs with TMA reduce-adds, its first
+    config with element atomics (what the reduce-add is worth), and v09's configs; ``only``
+    keeps the named stages."""
     from variants.v07_fused_bwd import configs
 
     out = [("v04", "first choice", {})]
+    for block_m, stages, host in V09[head_dim]:
+        tag = f"{block_m}x128 s{stages} {'host' if host else 'kdesc'}"
+        out.append(("v09", tag, dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=host)))
     for i, c in enumerate(configs.BWD[configs.v04_configs.head_dim_class(head_dim)]):
         kw = dict(c.all_kwargs())
         tag = f"{kw['BLOCK_M']}x{kw['BLOCK_N']} w{kw['num_warps']} s{kw['num_stages']}"
         out.append(("v07", tag + " tma", dict(kw, DQ_TMA=True)))
         if i == 0:
             out.append(("v07", tag + " atomics", dict(kw, DQ_TMA=False)))
-    return out
+    return [c for c in out if not only or c[0] in only]
 
 
 def _inputs(B, H, N, D, causal):
@@ -112,6 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
     parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")
+    parser.add_argument("--only", nargs="*", default=[], help="stages to time: v04, v07, v09")
     args = parser.parse_args(argv)
     # v04's backward at its first-choice configs and v06's forward without a search per shape
     # (set before the precompiling processes start, which inherit it).
@@ -123,7 +146,7 @@ def main(argv=None) -> int:
         (stage, cfg, d, causal)
         for d in sorted({w[3] for w in workloads})
         for causal in (False, True)
-        for stage, _, cfg in candidates(d)
+        for stage, _, cfg in candidates(d, args.only)
     ]
     if args.workers > 1:
         precompile(jobs, args.workers, _compile_one)
@@ -135,7 +158,7 @@ def main(argv=None) -> int:
         ref_tf = flops / _ms(cudnn) / 1e9
         rows.append(dict(shape=shape, causal=causal, stage="cudnn", label="", tflops=ref_tf))
         print(f"\n{shape} causal={causal}: cudnn backward {ref_tf:.0f} TFLOP/s", flush=True)
-        for stage, label, cfg in candidates(shape[3]):
+        for stage, label, cfg in candidates(shape[3], args.only):
             row = dict(shape=shape, causal=causal, stage=stage, label=label)
             args_ = (q, k, v, o, lse, do, causal)
             error_of = functools.partial(_relative_error, want)

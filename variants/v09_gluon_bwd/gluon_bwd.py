@@ -1,0 +1,272 @@
+"""The Gluon backward: one program per 128 keys, every tile product computed once (sm90).
+
+A program owns BLOCK_N = 128 keys of one (batch, head) and walks the query blocks that see them.
+Its warps take three roles (12 warps; the one-warp loader is padded to a warpgroup):
+- a loader warp: the program's K and V tiles once, then Q, dO, LSE and Delta per query block into
+  a ring of STAGES buffers;
+- two consumer warpgroups, 64 keys each (one wgmma M-tile). Per query block each computes, for
+  its keys, the transposed scores S^T = K Q^T and dP^T = V dO^T (issued together), then P^T and
+  dS^T = P^T (dP^T - Delta), and accumulates dV += P^T dO and dK += dS^T Q in registers, with
+  P^T and dS^T fed to the tensor cores straight from registers.
+dQ = dS K sums over all 128 keys, so it cannot be split by keys: both consumers write their dS^T
+rows into one shared buffer, meet at an mbarrier, and each multiplies the whole dS by half of
+K's columns (FA3's split). Each then stages its [BLOCK_M, d/2] fp32 tile in shared memory and
+has the copy engine add it into the fp32 dQ buffer in L2 (a TMA reduce-add), which runs on while
+the warps go on to the next block.
+
+The reduce-add is what makes this stage: with the same loop, vector `red.global.add` from
+registers ran at 0.76-0.85x cuDNN at d=128, the TMA reduce-add at 0.99-1.07x (NOTES.md).
+"""
+
+from triton._C.libtriton import ir
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+
+ROWS = gl.constexpr(64)  # keys per consumer warpgroup: one wgmma M-tile
+CONSUMERS = gl.constexpr(2)
+
+
+@builtin
+def _tma_reduce_add(tensor_desc, coord, src, _semantic=None):
+    """global[coord] += src (shared memory), by the copy engine: the op Triton 3.6 lowers for
+    `tl`'s descriptor `atomic_add`, which Gluon's Hopper `tma` module does not expose yet."""
+    coord = _semantic._convert_to_ir_values(coord, require_i64=False)
+    _semantic.builder.create_async_tma_reduce(
+        ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle
+    )
+
+
+@gluon.jit
+def _add_dq(dq, desc_dq, dq_smem, row, col):
+    """Add this consumer's [BLOCK_M, BLOCK_D / 2] fp32 dQ tile at (row, col) of the buffer."""
+    tma.store_wait(0)  # the previous step's reduce has finished reading dq_smem
+    dq_smem.store(dq)
+    fence_async_shared()
+    # One reduce per TMA box (at most 128 bytes wide: 32 fp32 columns): Triton 3.6 lowers a
+    # reduce of a wider tile to a single instruction that covers the first box only.
+    CHUNK: gl.constexpr = desc_dq.block_type.shape[1]
+    for c in gl.static_range(dq_smem.shape[1] // CHUNK):
+        _tma_reduce_add(desc_dq, [row, col + c * CHUNK], dq_smem.slice(c * CHUNK, CHUNK, dim=1))
+
+
+@gluon.jit
+def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem, v_smem,
+            do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free, kv_row, q_row,
+            row_lse, n_steps, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    mbarrier.expect(kv_bar, desc_k.block_type.nbytes + desc_v.block_type.nbytes)
+    tma.async_copy_global_to_shared(desc_k, [kv_row, 0], kv_bar, k_smem)
+    tma.async_copy_global_to_shared(desc_v, [kv_row, 0], kv_bar, v_smem)
+    for i in range(n_steps):
+        stage = i % STAGES
+        # A fresh mbarrier counts as having completed the phase of parity 1: the first round
+        # through the ring does not wait.
+        mbarrier.wait(free.index(stage), ((i // STAGES) & 1) ^ 1)
+        mbarrier.expect(q_ready.index(stage), desc_q.block_type.nbytes + desc_lse.block_type.nbytes)
+        tma.async_copy_global_to_shared(
+            desc_q, [q_row + i * BLOCK_M, 0], q_ready.index(stage), q_smem.index(stage)
+        )
+        tma.async_copy_global_to_shared(
+            desc_lse, [row_lse + i * BLOCK_M], q_ready.index(stage), lse_smem.index(stage)
+        )
+        mbarrier.expect(
+            do_ready.index(stage), desc_do.block_type.nbytes + desc_delta.block_type.nbytes
+        )
+        tma.async_copy_global_to_shared(
+            desc_do, [q_row + i * BLOCK_M, 0], do_ready.index(stage), do_smem.index(stage)
+        )
+        tma.async_copy_global_to_shared(
+            desc_delta, [row_lse + i * BLOCK_M], do_ready.index(stage), delta_smem.index(stage)
+        )
+
+
+@gluon.jit
+def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, kv_bar,
+              q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
+              m_first, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale, WHICH: gl.constexpr,
+              IS_CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr,
+              STAGES: gl.constexpr):  # fmt: skip
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
+    )
+    kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_D, 16]
+    )
+    DQ_COLS: gl.constexpr = BLOCK_D // CONSUMERS
+    dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
+    )
+    op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
+    cols_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
+    dtype: gl.constexpr = q_smem.dtype
+
+    key0 = start_n + WHICH * ROWS
+    k_w = k_smem.slice(WHICH * ROWS, ROWS)
+    v_w = v_smem.slice(WHICH * ROWS, ROWS)
+    k_cols = k_smem.slice(WHICH * DQ_COLS, DQ_COLS, dim=1)  # this consumer's half of dQ's columns
+    s_zero = gl.zeros([ROWS, BLOCK_M], gl.float32, s_layout)
+    dq_zero = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, dq_layout)
+    dk = gl.zeros([ROWS, BLOCK_D], gl.float32, kv_layout)
+    dv = gl.zeros([ROWS, BLOCK_D], gl.float32, kv_layout)
+    keys = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
+    mbarrier.wait(kv_bar, 0)
+
+    for i in range(n_steps):
+        stage = i % STAGES
+        phase = (i // STAGES) & 1
+        m0 = (m_first + i) * BLOCK_M
+        mbarrier.wait(q_ready.index(stage), phase)
+        s = warpgroup_mma(
+            k_w, q_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
+        )
+        mbarrier.wait(do_ready.index(stage), phase)
+        dp = warpgroup_mma(
+            v_w, do_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
+        )
+        # P^T while dP^T is still on the tensor cores.
+        s = warpgroup_mma_wait(1, deps=(s,))
+        lse = lse_smem.index(stage).load(cols_layout)
+        p = gl.exp2(s * qk_scale - gl.expand_dims(lse, 0))
+        if IS_CAUSAL:
+            if m0 < start_n + CONSUMERS * ROWS:  # the tile crosses the diagonal
+                queries = m0 + gl.arange(0, BLOCK_M, layout=cols_layout)
+                p = gl.where(gl.expand_dims(queries, 0) >= gl.expand_dims(keys, 1), p, 0.0)
+        delta = delta_smem.index(stage).load(cols_layout)
+        dp = warpgroup_mma_wait(0, deps=(dp,))
+        # sm_scale folded into dS: dK and dQ come out scaled.
+        ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
+        p_op = gl.convert_layout(p.to(dtype), op_layout)
+        dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
+        dk = warpgroup_mma(gl.convert_layout(ds, op_layout), q_smem.index(stage), dk,
+                           is_async=True)  # fmt: skip
+        # Both halves of dS^T in shared memory (the store runs under dV's and dK's MMAs). Two
+        # buffers: a consumer reaches step i + 2 only after both have passed step i + 1's
+        # barrier, which each enters after its dQ product of step i has completed.
+        buf = i % 2
+        ds_smem.index(buf).slice(WHICH * ROWS, ROWS).store(ds)
+        fence_async_shared()
+        mbarrier.arrive(ds_ready.index(buf))
+        mbarrier.wait(ds_ready.index(buf), (i // 2) & 1)
+        dq = warpgroup_mma(
+            ds_smem.index(buf).permute((1, 0)), k_cols, dq_zero, use_acc=False, is_async=True
+        )
+        dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
+        mbarrier.arrive(free.index(stage))
+        _add_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH * DQ_COLS)
+    tma.store_wait(0)  # dq_smem must outlive the last reduce's read
+
+    # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
+    out_rows = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, kv_layout))
+    out_cols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, kv_layout))
+    keep = gl.expand_dims(out_rows < N_KV, 1) & gl.expand_dims(out_cols < HEAD_DIM, 0)
+    row_off = gl.expand_dims(out_rows.to(gl.int64), 1)
+    col_off = gl.expand_dims(out_cols, 0)
+    gl.store(DK + row_off * stride_dkn + col_off, dk.to(dtype), mask=keep)
+    gl.store(DV + row_off * stride_dvn + col_off, dv.to(dtype), mask=keep)
+
+
+@gluon.jit
+def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
+             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
+             stride_vz, stride_vh, stride_vn, stride_doz, stride_doh, stride_dom,
+             stride_dkz, stride_dkh, stride_dkn, stride_dvz, stride_dvh, stride_dvn,
+             H, N_Q, N_KV, N_PAD, sm_scale, qk_scale,
+             IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
+             BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
+             KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+             HOST_DESC: gl.constexpr):  # fmt: skip
+    BLOCK_N: gl.constexpr = CONSUMERS * ROWS
+    start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
+    off_hz = gl.program_id(1)
+    off_z = (off_hz // H).to(gl.int64)
+    off_h = (off_hz % H).to(gl.int64)
+
+    if HOST_DESC:
+        # Descriptors over [B*H*N, d] built on the host (kernel.py takes this path only when every
+        # head's rows are whole tiles, so no tile reaches into the next head).
+        desc_q, desc_k, desc_v, desc_do = Q, K, V, DO
+        q_base = off_hz * N_Q
+        kv_base = off_hz * N_KV
+    else:
+        # Per-head descriptors: rows past N_Q / N_KV and columns past HEAD_DIM read zeros.
+        desc_q = tma.make_tensor_descriptor(
+            Q + off_z * stride_qz + off_h * stride_qh, [N_Q, HEAD_DIM], [stride_qm, 1],
+            [BLOCK_M, BLOCK_D], Q_LAYOUT)  # fmt: skip
+        desc_do = tma.make_tensor_descriptor(
+            DO + off_z * stride_doz + off_h * stride_doh, [N_Q, HEAD_DIM], [stride_dom, 1],
+            [BLOCK_M, BLOCK_D], Q_LAYOUT)  # fmt: skip
+        desc_k = tma.make_tensor_descriptor(
+            K + off_z * stride_kz + off_h * stride_kh, [N_KV, HEAD_DIM], [stride_kn, 1],
+            [BLOCK_N, BLOCK_D], KV_LAYOUT)  # fmt: skip
+        desc_v = tma.make_tensor_descriptor(
+            V + off_z * stride_vz + off_h * stride_vh, [N_KV, HEAD_DIM], [stride_vn, 1],
+            [BLOCK_N, BLOCK_D], KV_LAYOUT)  # fmt: skip
+        q_base = 0
+        kv_base = 0
+    # Built on the host in every case: LSE and Delta over fp32 [B*H*N_PAD], each head padded to
+    # whole query blocks (LSE with +inf, so P is 0 on padded queries); the dQ buffer as
+    # [B*H*N_PAD, BLOCK_D] fp32, so its tiles never need clipping.
+    desc_lse, desc_delta, desc_dq = LSE, DELTA, DQ_ACC
+    dtype: gl.constexpr = desc_q.dtype
+
+    if IS_CAUSAL:  # query blocks wholly before the first key see none of these keys
+        m_first = start_n // BLOCK_M
+    else:
+        m_first = start_n * 0
+    n_steps = gl.maximum(gl.cdiv(N_Q, BLOCK_M) - m_first, 0)
+
+    vec_layout: gl.constexpr = desc_lse.layout
+    q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_D], Q_LAYOUT)
+    do_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_D], Q_LAYOUT)
+    k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_D], KV_LAYOUT)
+    v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_D], KV_LAYOUT)
+    ds_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, BLOCK_M], DS_LAYOUT)
+    # One fp32 dQ tile per consumer, staged for the reduce-add.
+    dq_smem = gl.allocate_shared_memory(
+        gl.float32, [CONSUMERS, BLOCK_M, BLOCK_D // CONSUMERS], desc_dq.layout
+    )
+    lse_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_M], vec_layout)
+    delta_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_M], vec_layout)
+    kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    do_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    ds_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(kv_bar, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(q_ready.index(i), count=1)
+        mbarrier.init(do_ready.index(i), count=1)
+        mbarrier.init(free.index(i), count=CONSUMERS)
+    for i in gl.static_range(2):
+        mbarrier.init(ds_ready.index(i), count=CONSUMERS)
+
+    dk_ptr = DK + off_z * stride_dkz + off_h * stride_dkh
+    dv_ptr = DV + off_z * stride_dvz + off_h * stride_dvh
+    row_lse = off_hz * N_PAD + m_first * BLOCK_M
+    gl.warp_specialize(
+        [
+            (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
+                         dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_steps,
+                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
+                         BLOCK_M, BLOCK_D, STAGES)),
+            (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
+                         dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_steps,
+                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
+                         BLOCK_M, BLOCK_D, STAGES)),
+            (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
+                       v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
+                       kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_steps, BLOCK_M,
+                       STAGES)),
+        ],
+        [4, 1],
+        [CONSUMER_REGS, 24],
+    )  # fmt: skip

@@ -1,0 +1,132 @@
+"""v09: the backward in Gluon, with v08's forward.
+
+The kernel is ``gluon_bwd.attn_bwd`` (its docstring has the design). This module decides which
+calls it takes, prepares its inputs and launches it. Like v08's forward it has no interpreter
+path: on CPU, and for anything the kernel does not cover, v04's backward runs. The kernel takes
+the calls v08's forward takes (Hopper, fp16/bf16, head dims padded to 16-128, layouts TMA can
+address), whatever the scale's sign.
+
+Around the kernel, on the host: Delta = rowsum(dO * O) by v04's preprocess; LSE and Delta copied
+into per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get P = 0
+with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer, then cut and cast. Summation
+order into dQ depends on timing, so dQ may differ in its last bits between runs.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+import triton
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+from common.validation import check_inputs, interpreting, new_output
+from variants.v04_flash2 import kernel as v04
+from variants.v05_hopper import kernel as v05
+from variants.v08_gluon import kernel as v08
+
+from . import CAPABILITIES, configs
+from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
+
+LOG2E = math.log2(math.e)
+BLOCK_N = CONSUMERS.value * ROWS.value
+
+
+def applies(q, k, v, do) -> bool:
+    """Whether the Gluon backward takes this call (else v04's backward runs)."""
+    return (
+        not interpreting()
+        and q.is_cuda
+        and torch.cuda.get_device_capability(q.device)[0] == 9
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and v08._block_d(q.shape[-1]) in configs.HEAD_DIMS
+        and all(v05.tma_addressable(t) for t in (q, k, v, do))
+    )
+
+
+def _padded(x: torch.Tensor, n_pad: int, value: float) -> torch.Tensor:
+    """[B, H, N] fp32 as one [B*H*n_pad] vector, each head padded with ``value``."""
+    B, H, n = x.shape
+    return F.pad(x.reshape(B * H, n), (0, n_pad - n), value=value).reshape(-1)
+
+
+def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
+    """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
+    ``dv``; ``config`` ({"BLOCK_M", "STAGES", "HOST_DESC"}) overrides the choices below."""
+    B, H, n_q, d = q.shape
+    n_kv = k.shape[2]
+    block_d = v08._block_d(d)
+    config = {**configs.tiles(block_d, causal), **(config or {})}
+    block_m = config["BLOCK_M"]
+    n_pad = dq_acc.shape[1]
+    dt = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
+    q_layout = gl.NVMMASharedLayout.get_default_for([block_m, block_d], dt)
+    kv_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_d], dt)
+    ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
+    vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
+    vecs = [
+        TensorDescriptor(x, [x.numel()], [1], [block_m], vec_layout)
+        for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
+    ]
+    flat = [v08._rows(t) for t in (q, k, v, do)]
+    host = config.get(
+        "HOST_DESC",
+        all(f is not None for f in flat) and n_q % block_m == 0 and n_kv % BLOCK_N == 0,
+    )
+    if host:
+        q_block, kv_block = [block_m, block_d], [BLOCK_N, block_d]
+        shapes = ((q_block, q_layout), (kv_block, kv_layout), (kv_block, kv_layout))
+        shapes += ((q_block, q_layout),)
+        tensors = [
+            TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+            for t, (block, layout) in zip(flat, shapes, strict=True)
+        ]
+    else:
+        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
+        tensors = [q, k, v, do]
+    rows = dq_acc.view(-1, block_d)
+    # TMA boxes of at most 128 bytes (32 fp32 columns); the kernel issues one reduce per box.
+    dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
+    dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
+    desc_dq = TensorDescriptor(rows, list(rows.shape), list(rows.stride()), dq_block, dq_layout)
+    grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
+    attn_bwd[grid](
+        *tensors, desc_dq, dk, dv, *vecs,
+        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3],
+        *dk.stride()[:3], *dv.stride()[:3],
+        H, n_q, n_kv, n_pad, sm_scale, sm_scale * LOG2E,
+        IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=block_m,
+        STAGES=config["STAGES"],
+        Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
+        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, num_warps=4,
+    )  # fmt: skip
+
+
+def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
+    if not v05.tma_addressable(do):  # e.g. the gradient of a transposed view's output
+        do = do.contiguous()
+    if not applies(q, k, v, do):
+        return v04._backward(do, q, k, v, o, lse, causal, sm_scale)
+    B, H, n_q, d = q.shape
+    dk, dv = new_output(k.shape, k), new_output(v.shape, v)
+    if q.numel() == 0:  # no queries: nothing flows back to the keys
+        return new_output(q.shape, q), dk.zero_(), dv.zero_()
+    block_m = {**configs.tiles(v08._block_d(d), causal), **(config or {})}["BLOCK_M"]
+    n_pad = triton.cdiv(n_q, block_m) * block_m
+    dq_acc = torch.zeros(B * H, n_pad, v08._block_d(d), dtype=torch.float32, device=q.device)
+    delta = v04.preprocess(do, o)
+    launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
+    dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
+    return dq, dk, dv
+
+
+_Attention = v04.autograd_function(v08._forward, _backward)
+
+
+def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
+    """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
+    differentiable in query, key and value. With ``return_lse=True`` also returns the natural
+    log-sum-exp of each row's scaled scores, [batch, heads, seq_q] float32."""
+    scale = check_inputs("v09_gluon_bwd", CAPABILITIES, query, key, value, is_causal, scale)
+    out, lse = _Attention.apply(query, key, value, is_causal, scale)
+    return (out, lse * math.log(2.0)) if return_lse else out
