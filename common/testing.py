@@ -162,6 +162,28 @@ def backward_verdicts(stage, p: Problem, device) -> list[Verdict]:
     return verdicts
 
 
+def grads(q, k, v, do, causal, fn):
+    """dQ, dK, dV of ``fn(q, k, v, causal)`` for the output gradient ``do`` (fresh leaves)."""
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v, causal)
+    return torch.autograd.grad(out, (q, k, v), do.to(out.dtype))
+
+
+def reference_grads(q, k, v, do, causal):
+    """The float64 reference's dQ, dK, dV."""
+    return grads(
+        q.double(), k.double(), v.double(), do.double(), causal,
+        lambda q, k, v, c: reference_attention(q, k, v, is_causal=c),
+    )  # fmt: skip
+
+
+def assert_grads_close(got, want, tol):
+    """Each gradient within ``tol`` of the reference's largest entry (at least 1)."""
+    for name, g, r in zip("qkv", got, want, strict=True):
+        err = (g.double() - r).abs().max().item()
+        assert err <= tol * max(r.abs().max().item(), 1.0), f"d{name}: max|err| {err:.3g}"
+
+
 def conformance_problems(on_gpu: bool) -> list[Problem]:
     """The problems the suite draws from; each stage runs those that fit its capabilities.
 

@@ -4,8 +4,13 @@ summing dQ (element atomics everywhere; TMA reduce-adds on a Hopper GPU)."""
 import pytest
 import torch
 
-from common.reference import reference_attention
-from common.testing import Problem, make_inputs
+from common.testing import (
+    Problem,
+    assert_grads_close,
+    grads,
+    make_inputs,
+    reference_grads,
+)
 from common.validation import poisoned_outputs
 from variants.v07_fused_bwd import kernel
 
@@ -13,27 +18,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] >= 9
 
 
-def _grads(q, k, v, do, causal, fn):
-    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
-    out = fn(q, k, v, causal)
-    return torch.autograd.grad(out, (q, k, v), do.to(out.dtype))
-
-
 def _ours(q, k, v, causal):
     return kernel.attention(q, k, v, is_causal=causal)
-
-
-def _reference(q, k, v, do, causal):
-    return _grads(
-        q.double(), k.double(), v.double(), do.double(), causal,
-        lambda q, k, v, c: reference_attention(q, k, v, is_causal=c),
-    )  # fmt: skip
-
-
-def _assert_grads_close(got, want, tol):
-    for name, g, r in zip("qkv", got, want, strict=True):
-        err = (g.double() - r).abs().max().item()
-        assert err <= tol * max(r.abs().max().item(), 1.0), f"d{name}: max|err| {err:.3g}"
 
 
 @pytest.mark.parametrize(
@@ -57,18 +43,18 @@ def test_fused_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
     q, k, v = make_inputs(Problem(2, 2, n_q, n_k, d, causal, dtype, layout), DEVICE)
     do = torch.randn(q.shape, device=DEVICE).to(dtype)
     with poisoned_outputs():  # an unwritten dK/dV row (e.g. keys no query sees) stays NaN
-        got = _grads(q, k, v, do, causal, _ours)
+        got = grads(q, k, v, do, causal, _ours)
     assert calls == ([True] if fused else [])
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    _assert_grads_close(got, _reference(q, k, v, do, causal), tol)
+    assert_grads_close(got, reference_grads(q, k, v, do, causal), tol)
 
 
 def test_expanded_grad_output_is_copied_for_tma():
     # loss = out.sum() hands autograd a stride-0 dO, which TMA cannot address.
     q, k, v = make_inputs(Problem(1, 2, 40, 40, 64, dtype=torch.bfloat16), DEVICE)
     do = torch.ones(1, 1, 1, 1, device=DEVICE, dtype=torch.bfloat16).expand(q.shape)
-    got = _grads(q, k, v, do, False, _ours)
-    _assert_grads_close(got, _reference(q, k, v, do, False), 2e-2)
+    got = grads(q, k, v, do, False, _ours)
+    assert_grads_close(got, reference_grads(q, k, v, do, False), 2e-2)
 
 
 @pytest.mark.parametrize(
@@ -87,4 +73,4 @@ def test_dq_summed_by_atomics_or_tma(dq_tma, causal):
     kernel.launch_backward(do, q, k, v, lse, kernel.v04.preprocess(do, o), dq_acc, dk, dv, causal,
                            d**-0.5, dq_tma=dq_tma)  # fmt: skip
     dq = dq_acc.view(q.shape)
-    _assert_grads_close((dq, dk, dv), _reference(q, k, v, do, causal), 2e-2)
+    assert_grads_close((dq, dk, dv), reference_grads(q, k, v, do, causal), 2e-2)

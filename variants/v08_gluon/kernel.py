@@ -56,6 +56,22 @@ def _rows(t: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def host_descriptor(t: torch.Tensor, block, layout) -> TensorDescriptor:
+    """A host-built TMA descriptor over all of ``t``, moved in ``block`` tiles."""
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+
+
+def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
+    """The four tile operands of a Gluon kernel (Q-, K-, V- and Q-shaped again, as
+    ``(block, layout)`` tiles): host descriptors over their [B*H*N, d] row views, or the tensors
+    themselves, from which each program builds per-head descriptors."""
+    if not host:
+        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
+        return list(tensors)
+    tiles = (q_tile, kv_tile, kv_tile, q_tile)
+    return [host_descriptor(_rows(t), *tile) for t, tile in zip(tensors, tiles, strict=True)]
+
+
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the Gluon forward; ``config`` ({"STAGES": n, "HOST_DESC": bool}) overrides the
     choices below (tuning script)."""
@@ -67,26 +83,17 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     rows = ROWS.value
     q_layout = gl.NVMMASharedLayout.get_default_for([rows, block_d], dt)
     kv_layout = gl.NVMMASharedLayout.get_default_for([configs.BLOCK_N, block_d], dt)
-    flat = [_rows(t) for t in (q, k, v, o)]
     # Host-built descriptors spare every program building four (v05 measured 2-7%), but one
     # descriptor spans all heads, so a tile must never reach past its head's rows.
     host = config.get(
         "HOST_DESC",
-        all(f is not None for f in flat)
+        all(_rows(t) is not None for t in (q, k, v, o))
         and n_q % (rows * CONSUMERS.value) == 0
         and n_kv % configs.BLOCK_N == 0,
     )
-    if host:
-        q_block, kv_block = [rows, block_d], [configs.BLOCK_N, block_d]
-        shapes = ((q_block, q_layout), (kv_block, kv_layout), (kv_block, kv_layout))
-        shapes += ((q_block, q_layout),)
-        tensors = [
-            TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
-            for t, (block, layout) in zip(flat, shapes, strict=True)
-        ]
-    else:
-        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
-        tensors = [q, k, v, o]
+    tensors = tile_operands(
+        (q, k, v, o), ([rows, block_d], q_layout), ([configs.BLOCK_N, block_d], kv_layout), host
+    )
     grid = (triton.cdiv(n_q, rows * CONSUMERS.value), B * H)
     attn_fwd[grid](
         *tensors, lse,

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 import triton
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -65,30 +64,22 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
     ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
     vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
     vecs = [
-        TensorDescriptor(x, [x.numel()], [1], [block_m], vec_layout)
+        v08.host_descriptor(x, [block_m], vec_layout)
         for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
     ]
-    flat = [v08._rows(t) for t in (q, k, v, do)]
     host = config.get(
         "HOST_DESC",
-        all(f is not None for f in flat) and n_q % block_m == 0 and n_kv % BLOCK_N == 0,
+        all(v08._rows(t) is not None for t in (q, k, v, do))
+        and n_q % block_m == 0
+        and n_kv % BLOCK_N == 0,
     )
-    if host:
-        q_block, kv_block = [block_m, block_d], [BLOCK_N, block_d]
-        shapes = ((q_block, q_layout), (kv_block, kv_layout), (kv_block, kv_layout))
-        shapes += ((q_block, q_layout),)
-        tensors = [
-            TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
-            for t, (block, layout) in zip(flat, shapes, strict=True)
-        ]
-    else:
-        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
-        tensors = [q, k, v, do]
-    rows = dq_acc.view(-1, block_d)
+    tensors = v08.tile_operands(
+        (q, k, v, do), ([block_m, block_d], q_layout), ([BLOCK_N, block_d], kv_layout), host
+    )
     # TMA boxes of at most 128 bytes (32 fp32 columns); the kernel issues one reduce per box.
     dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
     dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
-    desc_dq = TensorDescriptor(rows, list(rows.shape), list(rows.stride()), dq_block, dq_layout)
+    desc_dq = v08.host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
     attn_bwd[grid](
         *tensors, desc_dq, dk, dv, *vecs,

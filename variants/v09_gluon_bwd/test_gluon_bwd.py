@@ -3,33 +3,19 @@
 import pytest
 import torch
 
-from common.reference import reference_attention
-from common.testing import Problem, make_inputs
+from common.testing import (
+    Problem,
+    assert_grads_close,
+    grads,
+    make_inputs,
+    reference_grads,
+)
 from common.validation import poisoned_outputs
 from variants.v09_gluon_bwd import configs, kernel
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
 needs_hopper = pytest.mark.skipif(not HOPPER, reason="Gluon wgmma kernel: Hopper GPU")
-
-
-def _grads(q, k, v, do, causal, fn):
-    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
-    out = fn(q, k, v, causal)
-    return torch.autograd.grad(out, (q, k, v), do.to(out.dtype))
-
-
-def _reference(q, k, v, do, causal):
-    return _grads(
-        q.double(), k.double(), v.double(), do.double(), causal,
-        lambda q, k, v, c: reference_attention(q, k, v, is_causal=c),
-    )  # fmt: skip
-
-
-def _assert_grads_close(got, want, tol):
-    for name, g, r in zip("qkv", got, want, strict=True):
-        err = (g.double() - r).abs().max().item()
-        assert err <= tol * max(r.abs().max().item(), 1.0), f"d{name}: max|err| {err:.3g}"
 
 
 @pytest.mark.parametrize(
@@ -54,10 +40,10 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
     q, k, v = make_inputs(Problem(2, 2, n_q, n_k, d, causal, dtype, layout), DEVICE)
     do = torch.randn(q.shape, device=DEVICE).to(dtype)
     with poisoned_outputs():  # an unwritten dK/dV row (e.g. keys no query sees) stays NaN
-        got = _grads(q, k, v, do, causal, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
+        got = grads(q, k, v, do, causal, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
     assert calls == ([True] if gluon and HOPPER else [])  # CPU: v04's backward
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    _assert_grads_close(got, _reference(q, k, v, do, causal), tol)
+    assert_grads_close(got, reference_grads(q, k, v, do, causal), tol)
 
 
 @needs_hopper
@@ -84,15 +70,15 @@ def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
     o, lse = kernel.v08._forward(q, k, v, causal, d**-0.5)
     with poisoned_outputs():
         dq, dk, dv = kernel._backward(do, q, k, v, o, lse, causal, d**-0.5, config=config)
-    _assert_grads_close((dq, dk, dv), _reference(q, k, v, do, causal), 2e-2)
+    assert_grads_close((dq, dk, dv), reference_grads(q, k, v, do, causal), 2e-2)
 
 
 def test_expanded_grad_output_is_copied_for_tma():
     # loss = out.sum() hands autograd a stride-0 dO, which TMA cannot address.
     q, k, v = make_inputs(Problem(1, 2, 40, 40, 64, dtype=torch.bfloat16), DEVICE)
     do = torch.ones(1, 1, 1, 1, device=DEVICE, dtype=torch.bfloat16).expand(q.shape)
-    got = _grads(q, k, v, do, False, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
-    _assert_grads_close(got, _reference(q, k, v, do, False), 2e-2)
+    got = grads(q, k, v, do, False, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
+    assert_grads_close(got, reference_grads(q, k, v, do, False), 2e-2)
 
 
 def test_stage_table_covers_the_padded_head_dims():
