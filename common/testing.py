@@ -10,12 +10,13 @@ low-precision result, or it fails.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
 
 from common.capabilities import Capabilities
-from common.reference import reference_attention
+from common.reference import causal_mask, reference_attention
 
 FACTOR = 2.0
 # Every stage accumulates in fp32 whatever its input dtype, in a different (equally valid) order
@@ -182,6 +183,25 @@ def assert_grads_close(got, want, tol):
     for name, g, r in zip("qkv", got, want, strict=True):
         err = (g.double() - r).abs().max().item()
         assert err <= tol * max(r.abs().max().item(), 1.0), f"d{name}: max|err| {err:.3g}"
+
+
+def assert_forward_launch_writes_every_row(launch, p: Problem, config, device):
+    """Launch a forward kernel directly (``launch(q, k, v, o, lse, causal, scale, config=...)``)
+    into NaN-filled O and base-2 LSE, and check every row of both against float64: a row or LSE
+    entry the kernel failed to write stays NaN and fails."""
+    q, k, v = make_inputs(p, device)
+    o = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:3], float("nan"), device=q.device)
+    scale = p.head_dim**-0.5
+    launch(q, k, v, o, lse, p.causal, scale, config=config)
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=p.causal)
+    scores = (q.double() @ k.double().transpose(-1, -2)) * scale
+    if p.causal:
+        scores = scores.masked_fill(~causal_mask(p.n_q, p.n_k, q.device), float("-inf"))
+    torch.testing.assert_close(o.double(), ref, rtol=0, atol=2e-2)
+    torch.testing.assert_close(
+        lse.double() * math.log(2.0), scores.logsumexp(-1), rtol=0, atol=1e-2
+    )
 
 
 def conformance_problems(on_gpu: bool) -> list[Problem]:

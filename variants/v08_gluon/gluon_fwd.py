@@ -84,6 +84,68 @@ def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
 
 
 @gluon.jit
+def _first_scores(q, k_smem, k_ready, s_zero):
+    """Issue QK^T of tile 0 (asynchronous; nothing to overlap it with yet)."""
+    mbarrier.wait(k_ready.index(0), 0)
+    return warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+
+
+@gluon.jit
+def _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, j, STAGES: gl.constexpr):
+    """Issue QK^T of tile j and P@V of tile j-1 back to back (both asynchronous)."""
+    stage = j % STAGES
+    prev = (j - 1) % STAGES
+    mbarrier.wait(k_ready.index(stage), (j // STAGES) & 1)
+    s = warpgroup_mma(q, k_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
+    acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
+    return s, acc
+
+
+@gluon.jit
+def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, row0, N_KV, qk_scale,
+                 IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                 s_layout: gl.constexpr, p_layout: gl.constexpr):  # fmt: skip
+    """Finish the pair _issue_pair started: tile j's softmax while P@V of tile j-1 still runs,
+    then the accumulator brought to the new row max, and tile j's P as the next A operand."""
+    # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
+    s = warpgroup_mma_wait(1, deps=(s,))
+    mbarrier.arrive(k_free.index(j % STAGES))
+    p, m_i, l_i, alpha = _softmax(
+        s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
+    )
+    acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
+    mbarrier.arrive(v_free.index((j - 1) % STAGES))
+    o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
+    acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_rows), 1)
+    p_op = gl.convert_layout(p.to(p_op.dtype), p_layout)
+    return p_op, acc, m_i, l_i
+
+
+@gluon.jit
+def _last_pv(p_op, acc, v_smem, v_ready, j, STAGES: gl.constexpr):
+    """Issue P@V of the last tile, j (asynchronous)."""
+    mbarrier.wait(v_ready.index(j % STAGES), (j // STAGES) & 1)
+    return warpgroup_mma(p_op, v_smem.index(j % STAGES), acc, is_async=True)
+
+
+@gluon.jit
+def _epilogue(acc, m_i, l_i, q, desc_o, LSE, off_hz, row0, q_base, N_Q):
+    """Normalise, write the base-2 LSE, and send O out through this consumer's Q buffer (its
+    last QK^T has completed); the descriptor drops rows past N_Q."""
+    o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
+    l_o = gl.convert_layout(l_i, o_rows)
+    acc = acc / gl.expand_dims(l_o, 1)
+    rows = row0 + gl.arange(0, ROWS, layout=o_rows)
+    lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
+    gl.store(LSE + off_hz.to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
+    q.store(acc.to(q.dtype))
+    fence_async_shared()
+    tma.async_copy_shared_to_global(desc_o, [q_base + row0, 0], q)
+    tma.store_wait(0)
+
+
+@gluon.jit
 def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o, LSE,
               off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, WHICH: gl.constexpr,
               IS_CAUSAL: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -95,8 +157,6 @@ def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, d
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_D, 16]
     )
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    dtype: gl.constexpr = q_smem.dtype
 
     row0 = start_m + WHICH * ROWS
     q = q_smem.index(WHICH)
@@ -106,70 +166,45 @@ def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, d
     l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
     mbarrier.wait(q_bar.index(WHICH), 0)
 
-    # Tile 0: its QK^T alone, nothing to overlap with yet.
-    mbarrier.wait(k_ready.index(0), 0)
-    s = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    s = warpgroup_mma_wait(0, deps=(s,))
+    s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero),))
     mbarrier.arrive(k_free.index(0))
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
     )
-    p_op = gl.convert_layout(p.to(dtype), p_layout)
-
+    p_op = gl.convert_layout(p.to(q.dtype), p_layout)
     for j in range(1, n_tiles):
-        stage = j % STAGES
-        prev = (j - 1) % STAGES
-        mbarrier.wait(k_ready.index(stage), (j // STAGES) & 1)
-        s = warpgroup_mma(
-            q, k_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
-        )
-        mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
-        acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
-        # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
-        s = warpgroup_mma_wait(1, deps=(s,))
-        mbarrier.arrive(k_free.index(stage))
-        p, m_i, l_i, alpha = _softmax(
-            s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
-        )
-        acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
-        mbarrier.arrive(v_free.index(prev))
-        acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_rows), 1)
-        p_op = gl.convert_layout(p.to(dtype), p_layout)
-
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_ready.index(last), ((n_tiles - 1) // STAGES) & 1)
-    acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
-    acc = warpgroup_mma_wait(0, deps=(acc,))
-    mbarrier.arrive(v_free.index(last))
-
-    # Epilogue: normalise, write the base-2 LSE, and send O out through this consumer's Q buffer
-    # (its last QK^T has completed); the descriptor drops rows past N_Q.
-    l_o = gl.convert_layout(l_i, o_rows)
-    acc = acc / gl.expand_dims(l_o, 1)
-    rows = row0 + gl.arange(0, ROWS, layout=o_rows)
-    lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
-    gl.store(LSE + off_hz.to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
-    q.store(acc.to(dtype))
-    fence_async_shared()
-    tma.async_copy_shared_to_global(desc_o, [q_base + row0, 0], q)
-    tma.store_wait(0)
+        s_j, pv = _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, j, STAGES)
+        p_op, acc, m_i, l_i = _retire_pair(
+            s_j, pv, p_op, m_i, l_i, k_free, v_free, j, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N,
+            STAGES, s_layout, p_layout,
+        )  # fmt: skip
+    pv = _last_pv(p_op, acc, v_smem, v_ready, n_tiles - 1, STAGES)
+    acc = warpgroup_mma_wait(0, deps=(pv,))
+    mbarrier.arrive(v_free.index((n_tiles - 1) % STAGES))
+    _epilogue(acc, m_i, l_i, q, desc_o, LSE, off_hz, row0, q_base, N_Q)
 
 
 @gluon.jit
-def attn_fwd(Q, K, V, Out, LSE,
-             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
-             stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
-             H, N_Q, N_KV, qk_scale,
-             IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
-             BLOCK_N: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
-             KV_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr):  # fmt: skip
+def _program(N_KV, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr):
+    """This program's first query row, its (batch*head) and the K/V tiles it walks."""
     pid_m = gl.program_id(0)
     if IS_CAUSAL:  # longest rows first
         pid_m = gl.num_programs(0) - 1 - pid_m
     start_m = pid_m * (CONSUMERS * ROWS)
-    off_hz = gl.program_id(1)
+    hi = N_KV
+    if IS_CAUSAL:
+        hi = gl.minimum(start_m + CONSUMERS * ROWS, N_KV)
+    return start_m, gl.program_id(1), gl.cdiv(hi, BLOCK_N)
 
+
+@gluon.jit
+def _descriptors(Q, K, V, Out, off_hz,
+                 stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
+                 stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
+                 H, N_Q, N_KV, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
+                 BLOCK_N: gl.constexpr, Q_LAYOUT: gl.constexpr, KV_LAYOUT: gl.constexpr,
+                 HOST_DESC: gl.constexpr):  # fmt: skip
+    """The Q, K, V and O descriptors and this head's first row in Q/O's and K/V's."""
     if HOST_DESC:
         # Q, K, V, Out are descriptors over [B*H*N, d] built on the host (kernel.py takes this
         # path only when every head's rows are whole tiles, so no tile reaches the next head).
@@ -177,43 +212,36 @@ def attn_fwd(Q, K, V, Out, LSE,
         q_base = off_hz * N_Q
         kv_base = off_hz * N_KV
     else:
-        # Per-head descriptors: a tile past N_KV reads zeros, not the next head's rows, and
-        # columns past HEAD_DIM (d=96 in a 128-wide tile) read zeros and are not written back.
-        # Building them costs every program a few global writes and a fence.
+        # Per-head descriptors: a tile past N_KV reads zeros, not the next head's rows, and columns
+        # past HEAD_DIM (d=96 in a 128-wide tile) read zeros and are not written back. Building them
+        # costs every program a few global writes and a fence.
         off_z = (off_hz // H).to(gl.int64)
         off_h = (off_hz % H).to(gl.int64)
         desc_q = tma.make_tensor_descriptor(
-            Q + off_z * stride_qz + off_h * stride_qh,
-            [N_Q, HEAD_DIM],
-            [stride_qm, 1],
-            [ROWS, BLOCK_D],
-            Q_LAYOUT,
-        )
+            Q + off_z * stride_qz + off_h * stride_qh, [N_Q, HEAD_DIM], [stride_qm, 1],
+            [ROWS, BLOCK_D], Q_LAYOUT,
+        )  # fmt: skip
         desc_k = tma.make_tensor_descriptor(
-            K + off_z * stride_kz + off_h * stride_kh,
-            [N_KV, HEAD_DIM],
-            [stride_kn, 1],
-            [BLOCK_N, BLOCK_D],
-            KV_LAYOUT,
-        )
+            K + off_z * stride_kz + off_h * stride_kh, [N_KV, HEAD_DIM], [stride_kn, 1],
+            [BLOCK_N, BLOCK_D], KV_LAYOUT,
+        )  # fmt: skip
         desc_v = tma.make_tensor_descriptor(
-            V + off_z * stride_vz + off_h * stride_vh,
-            [N_KV, HEAD_DIM],
-            [stride_vn, 1],
-            [BLOCK_N, BLOCK_D],
-            KV_LAYOUT,
-        )
+            V + off_z * stride_vz + off_h * stride_vh, [N_KV, HEAD_DIM], [stride_vn, 1],
+            [BLOCK_N, BLOCK_D], KV_LAYOUT,
+        )  # fmt: skip
         desc_o = tma.make_tensor_descriptor(
-            Out + off_z * stride_oz + off_h * stride_oh,
-            [N_Q, HEAD_DIM],
-            [stride_om, 1],
-            [ROWS, BLOCK_D],
-            Q_LAYOUT,
-        )
+            Out + off_z * stride_oz + off_h * stride_oh, [N_Q, HEAD_DIM], [stride_om, 1],
+            [ROWS, BLOCK_D], Q_LAYOUT,
+        )  # fmt: skip
         q_base = 0
         kv_base = 0
-    dtype: gl.constexpr = desc_q.dtype
+    return desc_q, desc_k, desc_v, desc_o, q_base, kv_base
 
+
+@gluon.jit
+def _buffers(dtype: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
+             STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr, KV_LAYOUT: gl.constexpr):  # fmt: skip
+    """Shared memory: the two Q tiles, the K/V ring and their barriers (initialised)."""
     q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, ROWS, BLOCK_D], Q_LAYOUT)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
@@ -229,12 +257,28 @@ def attn_fwd(Q, K, V, Out, LSE,
         mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(k_free.index(i), count=CONSUMERS)
         mbarrier.init(v_free.index(i), count=CONSUMERS)
+    return q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free
 
-    hi = N_KV
-    if IS_CAUSAL:
-        hi = gl.minimum(start_m + CONSUMERS * ROWS, N_KV)
-    n_tiles = gl.cdiv(hi, BLOCK_N)
 
+@gluon.jit
+def attn_fwd(Q, K, V, Out, LSE,
+             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
+             stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
+             H, N_Q, N_KV, qk_scale,
+             IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
+             BLOCK_N: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
+             KV_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+             HOST_DESC: gl.constexpr):  # fmt: skip
+    start_m, off_hz, n_tiles = _program(N_KV, IS_CAUSAL, BLOCK_N)
+    desc_q, desc_k, desc_v, desc_o, q_base, kv_base = _descriptors(
+        Q, K, V, Out, off_hz,
+        stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
+        stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
+        H, N_Q, N_KV, HEAD_DIM, BLOCK_D, BLOCK_N, Q_LAYOUT, KV_LAYOUT, HOST_DESC,
+    )  # fmt: skip
+    q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free = _buffers(
+        desc_q.dtype, BLOCK_D, BLOCK_N, STAGES, Q_LAYOUT, KV_LAYOUT
+    )
     gl.warp_specialize(
         [
             (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o,
