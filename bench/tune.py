@@ -54,7 +54,7 @@ def _v06(cfg):
 def _v08(cfg):
     from variants.v08_gluon import kernel
 
-    return _launch_forward(kernel, {"STAGES": cfg["num_stages"], "HOST_DESC": cfg["HOST_DESC"]})
+    return _launch_forward(kernel, {"STAGES": cfg["num_stages"], "CONSUMERS": cfg["CONSUMERS"]})
 
 
 def _v04(cfg):
@@ -99,16 +99,16 @@ def _cfg(m, n, w, s, **flags):
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per stage and head dim: v04's and v05's chosen
 # configs, then v06's warp-specialised candidates ("ws") beside the same kernel and tiles
 # without the split ("plain"), which isolates what the warp roles are worth. (v06 hands head
-# dims up to 64 to v05; its d=64 entry is the measurement behind that.) v08's Gluon kernel has
-# fixed 128-row programs and 128-key tiles; its candidates differ in K/V ring stages and in where
-# the TMA descriptors are built (host, or in the kernel: "kdesc").
+# dims up to 64 to v05; its d=64 entry is the measurement behind that.) v08's Gluon kernel walks
+# 128-key tiles with two or three consumer warpgroups of 64 rows ("c2", "c3": BLOCK_M 128 or
+# 192); its candidates differ in that and in K/V ring stages.
 TILES = {
     64: {
         "v04": [(128, 64, 8, 3)],
         "v05 host": [(128, 64, 4, 3)],
         "v06 ws": [(128, 128, 4, 2)],
-        "v08 host": [(128, 128, 4, 2), (128, 128, 4, 3), (128, 128, 4, 4)],
-        "v08 kdesc": [(128, 128, 4, 3)],
+        "v08 c2": [(128, 128, 4, 2), (128, 128, 4, 3)],
+        "v08 c3": [(192, 128, 4, 2), (192, 128, 4, 3)],
         "v03": [(64, 64, 4, 3)],
     },
     128: {
@@ -116,8 +116,7 @@ TILES = {
         "v05 host": [(128, 128, 8, 3)],
         "v06 ws": [(128, 128, 4, 2), (128, 64, 4, 2)],
         "v06 plain": [(128, 128, 4, 2)],
-        "v08 host": [(128, 128, 4, 2), (128, 128, 4, 3)],
-        "v08 kdesc": [(128, 128, 4, 2)],
+        "v08 c2": [(128, 128, 4, 2), (128, 128, 4, 3)],
         "v03": [(64, 64, 4, 3)],
     },
 }
@@ -133,7 +132,7 @@ def candidates(head_dim):
             flags = {
                 "v05": dict(LAZY_RESCALE=False, HOST_DESC=how == "host"),
                 "v06": dict(WARP_SPECIALIZE=how == "ws"),
-                "v08": dict(HOST_DESC=how == "host"),
+                "v08": dict(CONSUMERS=int(how.removeprefix("c"))),
             }.get(stage, {})
             out.append((stage, tag, _cfg(m, n, w, s, **flags)))
     return out

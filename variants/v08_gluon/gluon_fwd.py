@@ -1,20 +1,25 @@
 """The Gluon forward: warp roles, barriers and the order of the MMAs written by hand (sm90).
 
-One program owns 128 query rows of one (batch, head) and runs three roles (12 warps: the one-warp
-loader is padded to a warpgroup, the unit `setmaxnreg` budgets registers in):
-- a loader warp that only issues TMA loads: the program's two Q tiles once, then K and V tiles
-  into a ring of STAGES buffers, each waiting until both consumers have released its slot;
-- two consumer warpgroups (the default partition and one worker), 64 query rows each, that share
-  every K/V buffer.
+One program owns 64 x CONSUMERS query rows (128, or 192 at d <= 64: configs.py) of one (batch,
+head) and runs two roles (the one-warp loader is padded to a warpgroup, the unit `setmaxnreg`
+budgets registers in):
+- a loader warp that only issues TMA loads: the program's Q tiles once, then K and V tiles into
+  a ring of STAGES buffers, each waiting until every consumer has released its slot;
+- two or three consumer warpgroups (the default partition and the workers), 64 query rows each,
+  that share every K/V buffer.
 Each consumer overlaps its own softmax with its tensor cores (FA3's intra-warpgroup overlap):
 the QK^T of tile j and the P@V of tile j-1 are issued back to back as asynchronous wgmma; the
 consumer waits for the first only, computes tile j's softmax while P@V still runs, then waits for
-P@V and rescales the accumulator. The two consumers are not ordered against each other: their
-softmaxes interleave with each other's MMAs as the warp schedulers find them.
+P@V and rescales the accumulator. The consumers are not ordered against each other: their
+softmaxes interleave with each other's MMAs as the warp schedulers find them, and a third
+consumer gives the schedulers a third warp to pick from.
 
 Triton's automatic split (v06) gives every one of its 12 warps the same 168 registers, the
-producer's included; here the loader's warpgroup gets 24, so the consumers can hold two score tiles
-(QK^T of tile j beside P of tile j-1) without spilling.
+producer's included; here the loader's warpgroup gets 24, so two consumers can hold two score
+tiles each (QK^T of tile j beside P of tile j-1) in 232-256 registers, or three in 160-168.
+
+Every operand is a host-built descriptor over [B, H, N, d] (kernel.py): its boxes clip at their
+own head's N and d, so ragged lengths and padded head dims need no per-program descriptors.
 """
 
 from triton.experimental import gluon
@@ -28,18 +33,35 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 ROWS = gl.constexpr(64)  # query rows per consumer warpgroup: one wgmma M-tile
-CONSUMERS = gl.constexpr(2)
+
+
+@gluon.jit
+def _head(desc, z, h):
+    """Batch and head coordinates in a [B, H, N, d] descriptor. A batch or head dim that is
+    broadcast (stride 0, from ``expand``) is described with size 1 (kernel.py), so every program
+    reads its one copy. (A min, not a modulo: integer divisions, ~20 instructions each, before
+    the first load cost up to 6% at 1024 tokens; NOTES.md run 11.)"""
+    return gl.minimum(z, desc.shape[0] - 1), gl.minimum(h, desc.shape[1] - 1)
+
+
+@gluon.jit
+def _box(tile):
+    """A [rows, d] shared-memory tile as the [1, 1, rows, d] box of a [B, H, N, d] descriptor."""
+    return tile.reshape([1, 1, tile.shape[0], tile.shape[1]])
 
 
 @gluon.jit
 def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free,
-            v_free, q_row, kv_row, n_tiles, BLOCK_N: gl.constexpr,
-            STAGES: gl.constexpr):  # fmt: skip
+            v_free, z, h, start_m, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+            CONSUMERS: gl.constexpr):  # fmt: skip
+    qz, qh = _head(desc_q, z, h)
     for w in gl.static_range(CONSUMERS):
         mbarrier.expect(q_bar.index(w), desc_q.block_type.nbytes)
         tma.async_copy_global_to_shared(
-            desc_q, [q_row + w * ROWS, 0], q_bar.index(w), q_smem.index(w)
+            desc_q, [qz, qh, start_m + w * ROWS, 0], q_bar.index(w), _box(q_smem.index(w))
         )
+    kz, kh = _head(desc_k, z, h)
+    vz, vh = _head(desc_v, z, h)
     for j in range(n_tiles):
         stage = j % STAGES
         # A fresh mbarrier counts as having completed the phase of parity 1, so the first round
@@ -48,12 +70,12 @@ def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
         mbarrier.wait(k_free.index(stage), free_phase)
         mbarrier.expect(k_ready.index(stage), desc_k.block_type.nbytes)
         tma.async_copy_global_to_shared(
-            desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(stage), k_smem.index(stage)
+            desc_k, [kz, kh, j * BLOCK_N, 0], k_ready.index(stage), _box(k_smem.index(stage))
         )
         mbarrier.wait(v_free.index(stage), free_phase)
         mbarrier.expect(v_ready.index(stage), desc_v.block_type.nbytes)
         tma.async_copy_global_to_shared(
-            desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(stage), v_smem.index(stage)
+            desc_v, [vz, vh, j * BLOCK_N, 0], v_ready.index(stage), _box(v_smem.index(stage))
         )
 
 
@@ -130,26 +152,27 @@ def _last_pv(p_op, acc, v_smem, v_ready, j, STAGES: gl.constexpr):
 
 
 @gluon.jit
-def _epilogue(acc, m_i, l_i, q, desc_o, LSE, off_hz, row0, q_base, N_Q):
+def _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q):
     """Normalise, write the base-2 LSE, and send O out through this consumer's Q buffer (its
-    last QK^T has completed); the descriptor drops rows past N_Q."""
+    last QK^T has completed); the descriptor drops rows past N_Q and columns past d."""
     o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
     l_o = gl.convert_layout(l_i, o_rows)
     acc = acc / gl.expand_dims(l_o, 1)
     rows = row0 + gl.arange(0, ROWS, layout=o_rows)
     lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
-    gl.store(LSE + off_hz.to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
+    gl.store(LSE + (z * H + h).to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
     q.store(acc.to(q.dtype))
     fence_async_shared()
-    tma.async_copy_shared_to_global(desc_o, [q_base + row0, 0], q)
+    tma.async_copy_shared_to_global(desc_o, [z, h, row0, 0], _box(q))  # O is dense
     tma.store_wait(0)
 
 
 @gluon.jit
-def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o, LSE,
-              off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, WHICH: gl.constexpr,
-              IS_CAUSAL: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
-              STAGES: gl.constexpr):  # fmt: skip
+def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_tiles,
+            IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """One consumer's 64 rows against K/V tiles 0..n_tiles-1: the unnormalised output, row max
+    and row sum."""
+    BLOCK_D: gl.constexpr = q.shape[1]
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
     )
@@ -157,14 +180,10 @@ def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, d
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_D, 16]
     )
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-
-    row0 = start_m + WHICH * ROWS
-    q = q_smem.index(WHICH)
     s_zero = gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout)
     acc = gl.zeros([ROWS, BLOCK_D], gl.float32, o_layout)
     m_i = gl.full([ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
-    mbarrier.wait(q_bar.index(WHICH), 0)
 
     s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero),))
     mbarrier.arrive(k_free.index(0))
@@ -181,70 +200,72 @@ def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, d
     pv = _last_pv(p_op, acc, v_smem, v_ready, n_tiles - 1, STAGES)
     acc = warpgroup_mma_wait(0, deps=(pv,))
     mbarrier.arrive(v_free.index((n_tiles - 1) % STAGES))
-    _epilogue(acc, m_i, l_i, q, desc_o, LSE, off_hz, row0, q_base, N_Q)
+    return acc, m_i, l_i
 
 
 @gluon.jit
-def _program(N_KV, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr):
-    """This program's first query row, its (batch*head) and the K/V tiles it walks."""
+def _release(k_ready, v_ready, k_free, v_free, first, n_tiles, STAGES: gl.constexpr):
+    """Hand back tiles first..n_tiles-1 unread: the ring's slots are shared, so a consumer that
+    needs fewer tiles than its program still arrives on every one, in order."""
+    for j in range(first, n_tiles):
+        phase = (j // STAGES) & 1
+        mbarrier.wait(k_ready.index(j % STAGES), phase)
+        mbarrier.arrive(k_free.index(j % STAGES))
+        mbarrier.wait(v_ready.index(j % STAGES), phase)
+        mbarrier.arrive(v_free.index(j % STAGES))
+
+
+@gluon.jit
+def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o, LSE,
+              z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, WHICH: gl.constexpr,
+              IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+              CONSUMERS: gl.constexpr):  # fmt: skip
+    row0 = start_m + WHICH * ROWS
+    # The tiles this consumer's rows need: all of its program's, but with three consumers
+    # (192-row programs against 128-key tiles) a causal program's first rows may end a tile
+    # early, and rows wholly past N_Q (192 does not divide 4096) need none. With two consumers
+    # the trim never trims; compiled in anyway, it cost ptxas 32 PRMT per loop iteration.
+    n_mine = n_tiles
+    if IS_CAUSAL and CONSUMERS * ROWS > BLOCK_N:
+        n_mine = gl.cdiv(gl.minimum(row0 + ROWS, N_KV), BLOCK_N)
+    if row0 >= N_Q:
+        n_mine = 0
+    q = q_smem.index(WHICH)
+    mbarrier.wait(q_bar.index(WHICH), 0)  # also when idle: no copy may land after the exit
+    if n_mine > 0:
+        acc, m_i, l_i = _attend(
+            q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_mine,
+            IS_CAUSAL, BLOCK_N, STAGES,
+        )  # fmt: skip
+        _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q)
+    _release(k_ready, v_ready, k_free, v_free, n_mine, n_tiles, STAGES)
+
+
+@gluon.jit
+def _program(N_KV, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, CONSUMERS: gl.constexpr):
+    """This program's first query row, its batch and head (grid axes 2 and 1: no division) and
+    the K/V tiles it walks. Causal programs run longest rows first. When the rows per program do
+    not divide N_Q, the last program runs past it with idle consumers; starting that program at
+    row 0 instead, overlapping its neighbour, measured 2-8% slower (NOTES.md run 12)."""
     pid_m = gl.program_id(0)
-    if IS_CAUSAL:  # longest rows first
+    if IS_CAUSAL:
         pid_m = gl.num_programs(0) - 1 - pid_m
     start_m = pid_m * (CONSUMERS * ROWS)
     hi = N_KV
     if IS_CAUSAL:
         hi = gl.minimum(start_m + CONSUMERS * ROWS, N_KV)
-    return start_m, gl.program_id(1), gl.cdiv(hi, BLOCK_N)
-
-
-@gluon.jit
-def _descriptors(Q, K, V, Out, off_hz,
-                 stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
-                 stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
-                 H, N_Q, N_KV, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
-                 BLOCK_N: gl.constexpr, Q_LAYOUT: gl.constexpr, KV_LAYOUT: gl.constexpr,
-                 HOST_DESC: gl.constexpr):  # fmt: skip
-    """The Q, K, V and O descriptors and this head's first row in Q/O's and K/V's."""
-    if HOST_DESC:
-        # Q, K, V, Out are descriptors over [B*H*N, d] built on the host (kernel.py takes this
-        # path only when every head's rows are whole tiles, so no tile reaches the next head).
-        desc_q, desc_k, desc_v, desc_o = Q, K, V, Out
-        q_base = off_hz * N_Q
-        kv_base = off_hz * N_KV
-    else:
-        # Per-head descriptors: a tile past N_KV reads zeros, not the next head's rows, and columns
-        # past HEAD_DIM (d=96 in a 128-wide tile) read zeros and are not written back. Building them
-        # costs every program a few global writes and a fence.
-        off_z = (off_hz // H).to(gl.int64)
-        off_h = (off_hz % H).to(gl.int64)
-        desc_q = tma.make_tensor_descriptor(
-            Q + off_z * stride_qz + off_h * stride_qh, [N_Q, HEAD_DIM], [stride_qm, 1],
-            [ROWS, BLOCK_D], Q_LAYOUT,
-        )  # fmt: skip
-        desc_k = tma.make_tensor_descriptor(
-            K + off_z * stride_kz + off_h * stride_kh, [N_KV, HEAD_DIM], [stride_kn, 1],
-            [BLOCK_N, BLOCK_D], KV_LAYOUT,
-        )  # fmt: skip
-        desc_v = tma.make_tensor_descriptor(
-            V + off_z * stride_vz + off_h * stride_vh, [N_KV, HEAD_DIM], [stride_vn, 1],
-            [BLOCK_N, BLOCK_D], KV_LAYOUT,
-        )  # fmt: skip
-        desc_o = tma.make_tensor_descriptor(
-            Out + off_z * stride_oz + off_h * stride_oh, [N_Q, HEAD_DIM], [stride_om, 1],
-            [ROWS, BLOCK_D], Q_LAYOUT,
-        )  # fmt: skip
-        q_base = 0
-        kv_base = 0
-    return desc_q, desc_k, desc_v, desc_o, q_base, kv_base
+    return start_m, gl.program_id(2), gl.program_id(1), gl.cdiv(hi, BLOCK_N)
 
 
 @gluon.jit
 def _buffers(dtype: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
-             STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr, KV_LAYOUT: gl.constexpr):  # fmt: skip
-    """Shared memory: the two Q tiles, the K/V ring and their barriers (initialised)."""
-    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, ROWS, BLOCK_D], Q_LAYOUT)
-    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
-    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], KV_LAYOUT)
+             STAGES: gl.constexpr, CONSUMERS: gl.constexpr):  # fmt: skip
+    """Shared memory: one Q tile per consumer, the K/V ring and their barriers (initialised)."""
+    q_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([ROWS, BLOCK_D], dtype)
+    kv_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_D], dtype)
+    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, ROWS, BLOCK_D], q_layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], kv_layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], kv_layout)
     q_bar = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -261,35 +282,49 @@ def _buffers(dtype: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
 
 
 @gluon.jit
-def attn_fwd(Q, K, V, Out, LSE,
-             stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
-             stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
-             H, N_Q, N_KV, qk_scale,
-             IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
-             BLOCK_N: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
-             KV_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr):  # fmt: skip
-    start_m, off_hz, n_tiles = _program(N_KV, IS_CAUSAL, BLOCK_N)
-    desc_q, desc_k, desc_v, desc_o, q_base, kv_base = _descriptors(
-        Q, K, V, Out, off_hz,
-        stride_qz, stride_qh, stride_qm, stride_kz, stride_kh, stride_kn,
-        stride_vz, stride_vh, stride_vn, stride_oz, stride_oh, stride_om,
-        H, N_Q, N_KV, HEAD_DIM, BLOCK_D, BLOCK_N, Q_LAYOUT, KV_LAYOUT, HOST_DESC,
-    )  # fmt: skip
+def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, H, N_Q, N_KV, qk_scale,
+             IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+             CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr):  # fmt: skip
+    start_m, z, h, n_tiles = _program(N_KV, IS_CAUSAL, BLOCK_N, CONSUMERS)
+    BLOCK_D: gl.constexpr = desc_q.block_type.shape[3]
     q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free = _buffers(
-        desc_q.dtype, BLOCK_D, BLOCK_N, STAGES, Q_LAYOUT, KV_LAYOUT
+        desc_q.dtype, BLOCK_D, BLOCK_N, STAGES, CONSUMERS
     )
-    gl.warp_specialize(
-        [
-            (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o,
-                         LSE, off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, 0, IS_CAUSAL,
-                         BLOCK_D, BLOCK_N, STAGES)),
-            (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, desc_o,
-                         LSE, off_hz, start_m, q_base, N_Q, N_KV, qk_scale, n_tiles, 1, IS_CAUSAL,
-                         BLOCK_D, BLOCK_N, STAGES)),
-            (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
-                       k_free, v_free, start_m + q_base, kv_base, n_tiles, BLOCK_N, STAGES)),
-        ],
-        [4, 1],
-        [CONSUMER_REGS, 24],
-    )  # fmt: skip
+    # The consumers are the default partition and CONSUMERS - 1 workers; the loader's warp is
+    # padded to a warpgroup, the unit setmaxnreg budgets (the default partition gets what the
+    # others leave of the 64K registers). Gluon takes the argument tuples as literals only.
+    if CONSUMERS == 3:
+        gl.warp_specialize(
+            [
+                (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free,
+                             desc_o, LSE, z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, 0,
+                             IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free,
+                             desc_o, LSE, z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, 1,
+                             IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free,
+                             desc_o, LSE, z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, 2,
+                             IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready,
+                           v_ready, k_free, v_free, z, h, start_m, n_tiles, BLOCK_N, STAGES,
+                           CONSUMERS)),
+            ],
+            [4, 4, 1],
+            [CONSUMER_REGS, CONSUMER_REGS, 24],
+        )  # fmt: skip
+    else:
+        gl.warp_specialize(
+            [
+                (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free,
+                             desc_o, LSE, z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, 0,
+                             IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free,
+                             desc_o, LSE, z, h, H, start_m, N_Q, N_KV, qk_scale, n_tiles, 1,
+                             IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready,
+                           v_ready, k_free, v_free, z, h, start_m, n_tiles, BLOCK_N, STAGES,
+                           CONSUMERS)),
+            ],
+            [4, 1],
+            [CONSUMER_REGS, 24],
+        )  # fmt: skip

@@ -25,7 +25,7 @@ from variants.v05_hopper import kernel as v05
 from variants.v06_warpspec import kernel as v06
 
 from . import CAPABILITIES, configs
-from .gluon_fwd import CONSUMERS, ROWS, attn_fwd
+from .gluon_fwd import ROWS, attn_fwd
 
 LOG2E = math.log2(math.e)
 
@@ -48,61 +48,34 @@ def applies(q, k, v, causal, sm_scale) -> bool:
     )
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor | None:
-    """``t`` as one [B*H*N, d] matrix when its heads are stacked rows (a view), else None."""
-    B, H, N, d = t.shape
-    if t.stride(1) == N * t.stride(2) and t.stride(0) == H * t.stride(1):
-        return t.as_strided((B * H * N, d), (t.stride(2), 1))
-    return None
-
-
-def host_descriptor(t: torch.Tensor, block, layout) -> TensorDescriptor:
-    """A host-built TMA descriptor over all of ``t``, moved in ``block`` tiles."""
-    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
-
-
-def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
-    """The four tile operands of a Gluon kernel (Q-, K-, V- and Q-shaped again, as
-    ``(block, layout)`` tiles): host descriptors over their [B*H*N, d] row views, or the tensors
-    themselves, from which each program builds per-head descriptors."""
-    if not host:
-        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
-        return list(tensors)
-    tiles = (q_tile, kv_tile, kv_tile, q_tile)
-    return [host_descriptor(_rows(t), *tile) for t, tile in zip(tensors, tiles, strict=True)]
+def head_descriptor(t: torch.Tensor, rows: int, block_d: int) -> TensorDescriptor:
+    """A TMA descriptor over ``t``'s [B, H, N, d] elements where they lie, moved in
+    [1, 1, rows, block_d] boxes. A box clips at its own head's N and d (zeros read past them,
+    nothing written), so ragged lengths, padded head dims and strided views need no per-head
+    descriptor. A broadcast batch or head dim (stride 0) is described with size 1."""
+    shape, strides = list(t.shape), list(t.stride())
+    for i in (0, 1):
+        if strides[i] == 0 or shape[i] == 1:  # any 16-byte multiple will do for a size-1 dim
+            shape[i], strides[i] = 1, t.shape[2] * t.stride(2)
+    dt = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
+    box = [1, 1, rows, block_d]
+    return TensorDescriptor(t, shape, strides, box, gl.NVMMASharedLayout.get_default_for(box, dt))
 
 
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
-    """Run the Gluon forward; ``config`` ({"STAGES": n, "HOST_DESC": bool}) overrides the
-    choices below (tuning script)."""
-    config = config or {}
+    """Run the Gluon forward; ``config`` ({"STAGES": n, "CONSUMERS": 2 or 3}) overrides the
+    head dim's entry in configs.py (tuning script)."""
     B, H, n_q, d = q.shape
-    n_kv = k.shape[2]
     block_d = _block_d(d)
-    dt = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
-    rows = ROWS.value
-    q_layout = gl.NVMMASharedLayout.get_default_for([rows, block_d], dt)
-    kv_layout = gl.NVMMASharedLayout.get_default_for([configs.BLOCK_N, block_d], dt)
-    # Host-built descriptors spare every program building four (v05 measured 2-7%), but one
-    # descriptor spans all heads, so a tile must never reach past its head's rows.
-    host = config.get(
-        "HOST_DESC",
-        all(_rows(t) is not None for t in (q, k, v, o))
-        and n_q % (rows * CONSUMERS.value) == 0
-        and n_kv % configs.BLOCK_N == 0,
-    )
-    tensors = tile_operands(
-        (q, k, v, o), ([rows, block_d], q_layout), ([configs.BLOCK_N, block_d], kv_layout), host
-    )
-    grid = (triton.cdiv(n_q, rows * CONSUMERS.value), B * H)
+    config = {**configs.tiles(block_d, n_q, causal), **(config or {})}
+    consumers = config["CONSUMERS"]
+    rows = (ROWS.value, configs.BLOCK_N, configs.BLOCK_N, ROWS.value)
+    descs = [head_descriptor(t, r, block_d) for t, r in zip((q, k, v, o), rows, strict=True)]
+    grid = (triton.cdiv(n_q, ROWS.value * consumers), H, B)
     attn_fwd[grid](
-        *tensors, lse,
-        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
-        H, n_q, n_kv, sm_scale * LOG2E,
-        IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_N=configs.BLOCK_N,
-        STAGES=config.get("STAGES", configs.STAGES),
-        Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout,
-        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, num_warps=4,
+        *descs, lse, H, n_q, k.shape[2], sm_scale * LOG2E,
+        IS_CAUSAL=causal, BLOCK_N=configs.BLOCK_N, STAGES=config["STAGES"],
+        CONSUMERS=consumers, CONSUMER_REGS=configs.CONSUMER_REGS[consumers], num_warps=4,
     )  # fmt: skip
 
 

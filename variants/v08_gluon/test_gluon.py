@@ -1,5 +1,7 @@
 """What only v08 has: the Gluon kernel's direct launches (GPU) and the hand-over to v06."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -64,15 +66,39 @@ def test_negative_scale_goes_to_v06(monkeypatch):
 
 @needs_hopper
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (384, 384)])
-@pytest.mark.parametrize("d, stages", [(64, 2), (64, 4), (128, 2), (128, 3), (16, 4)])
-def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages):
+@pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (384, 384), (200, 333)])
+@pytest.mark.parametrize(
+    "d, stages, consumers",
+    [(64, 2, 2), (64, 2, 3), (64, 4, 3), (128, 2, 2), (128, 3, 2), (16, 4, 3), (32, 2, 2)],
+)
+def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers):
+    # With three consumers (192-row programs), 1000 and 200 query rows leave whole consumers
+    # past the end, and a causal program's first 64 rows need one key tile fewer than its last.
     problem = Problem(2, 3, n_q, n_k, d, causal, torch.bfloat16)
-    assert_forward_launch_writes_every_row(
-        kernel.launch_forward, problem, {"STAGES": stages}, DEVICE
+    config = {"STAGES": stages, "CONSUMERS": consumers}
+    assert_forward_launch_writes_every_row(kernel.launch_forward, problem, config, DEVICE)
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+def test_broadcast_batch_and_heads_are_read_through_the_kernel(monkeypatch, causal):
+    # K and V shared by every batch entry and head (stride 0 there, as from expand): the
+    # descriptors describe those dims with size 1 instead of asking TMA for a zero stride.
+    q = torch.randn(2, 3, 300, 64, device=DEVICE, dtype=torch.bfloat16)
+    k, v = (
+        torch.randn(1, 1, 300, 64, device=DEVICE, dtype=torch.bfloat16).expand(2, 3, 300, 64)
+        for _ in "kv"
     )
+    calls = _spy(monkeypatch)
+    out = kernel.attention(q, k, v, is_causal=causal)
+    assert calls == [True]
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)
 
 
 def test_stage_table_covers_the_padded_head_dims():
     assert all(kernel._block_d(d) in configs.HEAD_DIMS for d in (16, 17, 32, 64, 96, 128))
     assert kernel._block_d(129) not in configs.HEAD_DIMS
+    assert set(configs.CONSUMERS) == set(configs.HEAD_DIMS)
+    for d, n_q, causal in itertools.product(configs.HEAD_DIMS, (1, 4096), (False, True)):
+        assert configs.tiles(d, n_q, causal)["CONSUMERS"] in configs.CONSUMER_REGS

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 import triton
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -49,6 +50,30 @@ def _padded(x: torch.Tensor, n_pad: int, value: float) -> torch.Tensor:
     return F.pad(x.reshape(B * H, n), (0, n_pad - n), value=value).reshape(-1)
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` as one [B*H*N, d] matrix when its heads are stacked rows (a view), else None."""
+    B, H, N, d = t.shape
+    if t.stride(1) == N * t.stride(2) and t.stride(0) == H * t.stride(1):
+        return t.as_strided((B * H * N, d), (t.stride(2), 1))
+    return None
+
+
+def host_descriptor(t: torch.Tensor, block, layout) -> TensorDescriptor:
+    """A host-built TMA descriptor over all of ``t``, moved in ``block`` tiles."""
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+
+
+def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
+    """The four tile operands of a Gluon kernel (Q-, K-, V- and Q-shaped again, as
+    ``(block, layout)`` tiles): host descriptors over their [B*H*N, d] row views, or the tensors
+    themselves, from which each program builds per-head descriptors."""
+    if not host:
+        triton.set_allocator(v05.scratch)  # in-kernel descriptors (a context variable)
+        return list(tensors)
+    tiles = (q_tile, kv_tile, kv_tile, q_tile)
+    return [host_descriptor(_rows(t), *tile) for t, tile in zip(tensors, tiles, strict=True)]
+
+
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
     ``dv``; ``config`` ({"BLOCK_M", "STAGES", "HOST_DESC"}) overrides the choices below."""
@@ -64,22 +89,22 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
     ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
     vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
     vecs = [
-        v08.host_descriptor(x, [block_m], vec_layout)
+        host_descriptor(x, [block_m], vec_layout)
         for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
     ]
     host = config.get(
         "HOST_DESC",
-        all(v08._rows(t) is not None for t in (q, k, v, do))
+        all(_rows(t) is not None for t in (q, k, v, do))
         and n_q % block_m == 0
         and n_kv % BLOCK_N == 0,
     )
-    tensors = v08.tile_operands(
+    tensors = tile_operands(
         (q, k, v, do), ([block_m, block_d], q_layout), ([BLOCK_N, block_d], kv_layout), host
     )
     # TMA boxes of at most 128 bytes (32 fp32 columns); the kernel issues one reduce per box.
     dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
     dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
-    desc_dq = v08.host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
+    desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
     attn_bwd[grid](
         *tensors, desc_dq, dk, dv, *vecs,
