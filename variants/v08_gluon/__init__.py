@@ -32,7 +32,9 @@ CAPABILITIES = Capabilities(
 def BYTES_MOVED(p) -> float:  # the registry's name for the cost model
     """Bytes through device memory: K and V once per program of 64 query rows per consumer (192
     rows at d <= 64, else 128: configs.py)."""
-    block_d = max(16, 1 << (p.head_dim - 1).bit_length())
+    from .kernel import _block_d  # the module imports kernel last (it reads CAPABILITIES)
+
+    block_d = _block_d(p.head_dim)
     rows = 128
     if block_d in configs.HEAD_DIMS:
         rows = 64 * configs.tiles(block_d, p.n_q, p.causal)["CONSUMERS"]
