@@ -62,11 +62,12 @@ def _v09(cfg):
 
 BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 
-# v09: query rows per step, ring stages, host-built (else in-kernel) descriptors. 128-row steps
-# at d=64 spill a little (ptxas: 30 LDL/STL) but hold twice the work per barrier.
+# v09: query rows per step, ring stages, host-built (else in-kernel) descriptors, the causal
+# diagonal's steps last in a loop of their own. 128-row steps at d=64 spill a little (ptxas: 30
+# LDL/STL) but hold twice the work per barrier.
 V09 = {
-    64: [(64, 2, True), (64, 3, True), (128, 2, True), (64, 3, False)],
-    128: [(64, 2, True), (64, 3, True), (64, 2, False)],
+    64: [(128, 2, True, True), (128, 2, True, False), (64, 3, True, True), (64, 3, False, True)],
+    128: [(64, 2, True, False), (64, 2, True, True), (64, 3, True, False), (64, 2, False, False)],
 }
 
 
@@ -77,9 +78,10 @@ def candidates(head_dim, only=()):
     from variants.v07_fused_bwd import configs
 
     out = [("v04", "first choice", {})]
-    for block_m, stages, host in V09[head_dim]:
-        tag = f"{block_m}x128 s{stages} {'host' if host else 'kdesc'}"
-        out.append(("v09", tag, dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=host)))
+    for block_m, stages, host, diag_last in V09[head_dim]:
+        tag = f"{block_m}x128 s{stages} {'host' if host else 'kdesc'}{' diag-last' * diag_last}"
+        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=host, DIAG_LAST=diag_last)
+        out.append(("v09", tag, cfg))
     for i, c in enumerate(configs.BWD[configs.v04_configs.head_dim_class(head_dim)]):
         kw = dict(c.all_kwargs())
         tag = f"{kw['BLOCK_M']}x{kw['BLOCK_N']} w{kw['num_warps']} s{kw['num_stages']}"

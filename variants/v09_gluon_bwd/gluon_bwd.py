@@ -60,39 +60,99 @@ def _add_dq(dq, desc_dq, dq_smem, row, col):
 @gluon.jit
 def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem, v_smem,
             do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free, kv_row, q_row,
-            row_lse, n_steps, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+            row_lse, n_diag, n_steps, DIAG_LAST: gl.constexpr, BLOCK_M: gl.constexpr,
+            STAGES: gl.constexpr):  # fmt: skip
     mbarrier.expect(kv_bar, desc_k.block_type.nbytes + desc_v.block_type.nbytes)
     tma.async_copy_global_to_shared(desc_k, [kv_row, 0], kv_bar, k_smem)
     tma.async_copy_global_to_shared(desc_v, [kv_row, 0], kv_bar, v_smem)
     for i in range(n_steps):
         stage = i % STAGES
+        m0 = i * BLOCK_M
+        if DIAG_LAST:  # the consumers' order: the n_diag diagonal query blocks last
+            m0 = ((i + n_diag) % n_steps) * BLOCK_M
         # A fresh mbarrier counts as having completed the phase of parity 1: the first round
         # through the ring does not wait.
         mbarrier.wait(free.index(stage), ((i // STAGES) & 1) ^ 1)
         mbarrier.expect(q_ready.index(stage), desc_q.block_type.nbytes + desc_lse.block_type.nbytes)
         tma.async_copy_global_to_shared(
-            desc_q, [q_row + i * BLOCK_M, 0], q_ready.index(stage), q_smem.index(stage)
+            desc_q, [q_row + m0, 0], q_ready.index(stage), q_smem.index(stage)
         )
         tma.async_copy_global_to_shared(
-            desc_lse, [row_lse + i * BLOCK_M], q_ready.index(stage), lse_smem.index(stage)
+            desc_lse, [row_lse + m0], q_ready.index(stage), lse_smem.index(stage)
         )
         mbarrier.expect(
             do_ready.index(stage), desc_do.block_type.nbytes + desc_delta.block_type.nbytes
         )
         tma.async_copy_global_to_shared(
-            desc_do, [q_row + i * BLOCK_M, 0], do_ready.index(stage), do_smem.index(stage)
+            desc_do, [q_row + m0, 0], do_ready.index(stage), do_smem.index(stage)
         )
         tma.async_copy_global_to_shared(
-            desc_delta, [row_lse + i * BLOCK_M], do_ready.index(stage), delta_smem.index(stage)
+            desc_delta, [row_lse + m0], do_ready.index(stage), delta_smem.index(stage)
         )
+
+
+@gluon.jit
+def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem,
+          ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
+          dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
+          ONLY_DIAGONAL: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
+    dP^T, P^T and dS^T, then dV and dK, and this consumer's half of dQ. MASKED: the causal mask,
+    with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
+    last key)."""
+    op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
+                                                  k_width=2)  # fmt: skip
+    cols_layout: gl.constexpr = gl.SliceLayout(0, s_zero.type.layout)
+    dtype: gl.constexpr = q_smem.dtype
+    stage = i % STAGES
+    phase = (i // STAGES) & 1
+    mbarrier.wait(q_ready.index(stage), phase)
+    s = warpgroup_mma(
+        k_w, q_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
+    )
+    mbarrier.wait(do_ready.index(stage), phase)
+    dp = warpgroup_mma(
+        v_w, do_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
+    )
+    # P^T while dP^T is still on the tensor cores.
+    s = warpgroup_mma_wait(1, deps=(s,))
+    lse = lse_smem.index(stage).load(cols_layout)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(lse, 0))
+    if MASKED:
+        if not ONLY_DIAGONAL or m0 < diag_end:  # the tile crosses the causal diagonal
+            queries = m0 + gl.arange(0, BLOCK_M, layout=cols_layout)
+            p = gl.where(gl.expand_dims(queries, 0) >= gl.expand_dims(keys, 1), p, 0.0)
+    delta = delta_smem.index(stage).load(cols_layout)
+    dp = warpgroup_mma_wait(0, deps=(dp,))
+    # sm_scale folded into dS: dK and dQ come out scaled.
+    ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
+    p_op = gl.convert_layout(p.to(dtype), op_layout)
+    dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
+    dk = warpgroup_mma(gl.convert_layout(ds, op_layout), q_smem.index(stage), dk,
+                       is_async=True)  # fmt: skip
+    # Both halves of dS^T in shared memory (the store runs under dV's and dK's MMAs). Two
+    # buffers: a consumer reaches step i + 2 only after both have passed step i + 1's
+    # barrier, which each enters after its dQ product of step i has completed.
+    buf = i % 2
+    ds_smem.index(buf).slice(WHICH * ROWS, ROWS).store(ds)
+    fence_async_shared()
+    mbarrier.arrive(ds_ready.index(buf))
+    mbarrier.wait(ds_ready.index(buf), (i // 2) & 1)
+    dq = warpgroup_mma(
+        ds_smem.index(buf).permute((1, 0)), k_cols, dq_zero, use_acc=False, is_async=True
+    )
+    dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
+    mbarrier.arrive(free.index(stage))
+    _add_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH * dq_zero.shape[1])
+    return dk, dv
 
 
 @gluon.jit
 def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, kv_bar,
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
-              m_first, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale, WHICH: gl.constexpr,
-              IS_CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr,
-              STAGES: gl.constexpr):  # fmt: skip
+              m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
+              WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, DIAG_LAST: gl.constexpr,
+              BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
@@ -103,8 +163,6 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
     )
-    op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
-    cols_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
     dtype: gl.constexpr = q_smem.dtype
 
     key0 = start_n + WHICH * ROWS
@@ -118,48 +176,34 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     keys = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
     mbarrier.wait(kv_bar, 0)
 
-    for i in range(n_steps):
-        stage = i % STAGES
-        phase = (i // STAGES) & 1
-        m0 = (m_first + i) * BLOCK_M
-        mbarrier.wait(q_ready.index(stage), phase)
-        s = warpgroup_mma(
-            k_w, q_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
-        )
-        mbarrier.wait(do_ready.index(stage), phase)
-        dp = warpgroup_mma(
-            v_w, do_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True
-        )
-        # P^T while dP^T is still on the tensor cores.
-        s = warpgroup_mma_wait(1, deps=(s,))
-        lse = lse_smem.index(stage).load(cols_layout)
-        p = gl.exp2(s * qk_scale - gl.expand_dims(lse, 0))
-        if IS_CAUSAL:
-            if m0 < start_n + CONSUMERS * ROWS:  # the tile crosses the diagonal
-                queries = m0 + gl.arange(0, BLOCK_M, layout=cols_layout)
-                p = gl.where(gl.expand_dims(queries, 0) >= gl.expand_dims(keys, 1), p, 0.0)
-        delta = delta_smem.index(stage).load(cols_layout)
-        dp = warpgroup_mma_wait(0, deps=(dp,))
-        # sm_scale folded into dS: dK and dQ come out scaled.
-        ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
-        p_op = gl.convert_layout(p.to(dtype), op_layout)
-        dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
-        dk = warpgroup_mma(gl.convert_layout(ds, op_layout), q_smem.index(stage), dk,
-                           is_async=True)  # fmt: skip
-        # Both halves of dS^T in shared memory (the store runs under dV's and dK's MMAs). Two
-        # buffers: a consumer reaches step i + 2 only after both have passed step i + 1's
-        # barrier, which each enters after its dQ product of step i has completed.
-        buf = i % 2
-        ds_smem.index(buf).slice(WHICH * ROWS, ROWS).store(ds)
-        fence_async_shared()
-        mbarrier.arrive(ds_ready.index(buf))
-        mbarrier.wait(ds_ready.index(buf), (i // 2) & 1)
-        dq = warpgroup_mma(
-            ds_smem.index(buf).permute((1, 0)), k_cols, dq_zero, use_acc=False, is_async=True
-        )
-        dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
-        mbarrier.arrive(free.index(stage))
-        _add_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH * DQ_COLS)
+    diag_end = start_n + CONSUMERS * ROWS
+    if DIAG_LAST:
+        # The steps without the causal mask first, in a loop of their own, then the n_diag that
+        # cross the diagonal (the loader sends the query blocks in that order). In one loop
+        # ptxas if-converts the mask's branch, so every step pays for it: at d=64 with
+        # 128-query steps 878 instructions per step, 68 of them spills, against the mask-free
+        # loop's 635 and none. ptxas spills in whichever loop comes second, so the masked one
+        # goes last. At d=128 that order alone cost 3% and the split gained nothing, so d=128
+        # keeps one loop (configs.py; NOTES.md, run 7).
+        n_full = n_steps - n_diag
+        for i in range(n_full):
+            dk, dv = _step(i, (m_first + n_diag + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
+                           v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
+                           q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
+                           dq_row, sm_scale, qk_scale, WHICH, False, False, BLOCK_M,
+                           STAGES)  # fmt: skip
+        for i in range(n_full, n_steps):
+            dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
+                           v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
+                           q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
+                           dq_row, sm_scale, qk_scale, WHICH, True, False, BLOCK_M,
+                           STAGES)  # fmt: skip
+    else:
+        for i in range(n_steps):
+            dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
+                           k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
+                           do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
+                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, BLOCK_M, STAGES)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -181,7 +225,7 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr):  # fmt: skip
+             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -221,6 +265,11 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     else:
         m_first = start_n * 0
     n_steps = gl.maximum(gl.cdiv(N_Q, BLOCK_M) - m_first, 0)
+    # DIAG_LAST: the steps that cross the causal diagonal (n_diag) go last, in a loop of their own.
+    SPLIT: gl.constexpr = IS_CAUSAL and DIAG_LAST
+    n_diag = 0
+    if SPLIT:
+        n_diag = gl.minimum(gl.cdiv(start_n + BLOCK_N, BLOCK_M) - m_first, n_steps)
 
     vec_layout: gl.constexpr = desc_lse.layout
     q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_D], Q_LAYOUT)
@@ -254,18 +303,18 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
         [
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_steps,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
-                         BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, BLOCK_M, BLOCK_D, STAGES)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_steps,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
-                         BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, BLOCK_M, BLOCK_D, STAGES)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
-                       kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_steps, BLOCK_M,
-                       STAGES)),
+                       kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,
+                       SPLIT, BLOCK_M, STAGES)),
         ],
         [4, 1],
         [CONSUMER_REGS, 24],

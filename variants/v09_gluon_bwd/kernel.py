@@ -76,7 +76,8 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
 
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
-    ``dv``; ``config`` ({"BLOCK_M", "STAGES", "HOST_DESC"}) overrides the choices below."""
+    ``dv``; ``config`` ({"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST"}) overrides the choices
+    below."""
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
     block_d = v08._block_d(d)
@@ -114,7 +115,8 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=block_m,
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
-        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, num_warps=4,
+        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
+        num_warps=4,
     )  # fmt: skip
 
 

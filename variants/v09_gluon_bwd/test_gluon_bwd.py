@@ -54,11 +54,13 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
     [
         (64, {}),
         (64, {"BLOCK_M": 128, "STAGES": 2}),  # three stages of 128-query steps: no room
+        (64, {"DIAG_LAST": False}),  # causal: one loop, the mask checked per step
         (128, {}),
         (128, {"STAGES": 3}),
         (128, {"HOST_DESC": False}),
+        (128, {"DIAG_LAST": True}),  # causal: the diagonal's steps last, in their own loop
         (32, {"BLOCK_M": 128, "STAGES": 3}),
-        (64, {"BLOCK_M": 64, "STAGES": 3}),
+        (64, {"BLOCK_M": 64, "STAGES": 3}),  # two diagonal steps per program
         (16, {"BLOCK_M": 64}),
     ],
 )
