@@ -13,21 +13,30 @@ def causal_mask(n_q: int, n_k: int, device) -> torch.Tensor:
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril()
 
 
+# Scores materialised per matmul (float64: 128 MiB): many heads of a short sequence go through in
+# one call (a 70000-head test would otherwise launch ~10 kernels per head), a long sequence one
+# head at a time (16k tokens: 2 GiB of scores per head).
+SCORES_PER_CALL = 1 << 24
+
+
 def reference_attention(query, key, value, *, is_causal=False, scale=None, dtype=torch.float64):
-    """Eager attention computed in ``dtype`` (float64 by default), one head at a time so that the
-    N x N score matrix of a long sequence stays within memory. Differentiable."""
+    """Eager attention computed in ``dtype`` (float64 by default), over groups of heads small
+    enough that their N x N score matrices stay within memory (one head at a time for long
+    sequences). Differentiable."""
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     q, k, v = (t.to(dtype) for t in (query, key, value))
-    mask = causal_mask(q.shape[-2], k.shape[-2], q.device) if is_causal else None
-    rows = []
-    for b in range(q.shape[0]):
-        heads = []
-        for h in range(q.shape[1]):
-            s = (q[b, h] @ k[b, h].transpose(-1, -2)) * scale
-            if mask is not None:
-                s = s.masked_fill(~mask, float("-inf"))
-            heads.append(torch.softmax(s, dim=-1) @ v[b, h])
-        rows.append(torch.stack(heads) if heads else q.new_empty(0, *q.shape[2:-1], v.shape[-1]))
-    if not rows:
-        return q.new_empty(*q.shape[:-1], v.shape[-1])
-    return torch.stack(rows)
+    batch, heads, n_q, _ = q.shape
+    n_k = k.shape[-2]
+    out_shape = (batch, heads, n_q, v.shape[-1])
+    if batch * heads == 0:
+        return q.new_empty(out_shape)
+    mask = causal_mask(n_q, n_k, q.device) if is_causal else None
+    q, k, v = (t.reshape(batch * heads, *t.shape[2:]) for t in (q, k, v))
+    group = max(1, SCORES_PER_CALL // max(1, n_q * n_k))
+    parts = []
+    for g in range(0, batch * heads, group):
+        s = (q[g : g + group] @ k[g : g + group].transpose(-1, -2)) * scale
+        if mask is not None:
+            s = s.masked_fill(~mask, float("-inf"))
+        parts.append(torch.softmax(s, dim=-1) @ v[g : g + group])
+    return torch.cat(parts).reshape(out_shape)
