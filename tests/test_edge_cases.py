@@ -3,8 +3,16 @@
 import pytest
 import torch
 
+from common import grid_limits
 from common.reference import reference_attention
-from common.testing import Problem, judge, make_inputs, torch_matmul_precision
+from common.testing import (
+    Problem,
+    backward_verdicts,
+    forward_verdict,
+    judge,
+    make_inputs,
+    torch_matmul_precision,
+)
 from tests.stages import STAGES, stage_or_fail
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -89,3 +97,37 @@ def test_forward_is_bitwise_reproducible(stage):
     q, k, v = make_inputs(Problem(1, 2, 29, 29, head_dim(stage.capabilities)), DEVICE)
     first = stage.attention(q, k, v, is_causal=True)
     assert torch.equal(first, stage.attention(q, k, v, is_causal=True))
+
+
+# CUDA caps a grid's second and third axes at 65535 programs, and every stage puts the (batch,
+# head) pairs there: past that, attention() runs as calls over slices of the batch (or heads).
+# The interpreter has no cap, so on CPU the limit is lowered to 5 and the shapes with it: the
+# slicing and joining are checked there, the launches themselves on a GPU.
+SPLIT_SHAPES = [(2, 40000), (1, 70000)] if DEVICE == "cuda" else [(3, 2), (1, 7)]
+
+
+@pytest.mark.parametrize("batch, heads", SPLIT_SHAPES)
+def test_more_heads_than_one_launch_indexes_run_in_slices(stage, monkeypatch, batch, heads):
+    if DEVICE == "cpu":
+        monkeypatch.setattr(grid_limits, "GRID_LIMIT", 5)
+    caps = stage.capabilities
+    dtype = torch.float32 if torch.float32 in caps.dtypes else torch.bfloat16
+    p = Problem(batch, heads, 3, 3, head_dim(caps), causal=caps.causal, dtype=dtype)
+    assert batch * heads > grid_limits.GRID_LIMIT
+    if caps.backward:
+        verdicts = backward_verdicts(stage, p, DEVICE)
+    else:
+        verdicts = [forward_verdict(stage, p, DEVICE)]
+    assert all(v.ok for v in verdicts), "; ".join(str(v) for v in verdicts if not v.ok)
+
+
+@pytest.mark.parametrize("batch, heads, limit", [(7, 3, 5), (1, 12, 5), (3, 11, 4), (4, 1, 4)])
+def test_slices_cover_every_batch_head_pair_once_within_the_limit(batch, heads, limit):
+    seen = torch.zeros(batch, heads, dtype=torch.int64)
+    rows = grid_limits._slices(batch, heads, limit)
+    for row in rows:
+        assert len({(s[0].start, s[0].stop) for s in row}) == 1, "one batch slice per row"
+        for s in row:
+            assert seen[s].numel() <= limit
+            seen[s] += 1
+    assert (seen == 1).all()

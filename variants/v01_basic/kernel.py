@@ -9,6 +9,7 @@ their weighted sum. Every program re-reads all of K and V, so the kernel moves
 import triton
 import triton.language as tl
 
+from common.grid_limits import split_batch_heads
 from common.validation import check_inputs, is_empty, new_output
 
 from . import CAPABILITIES
@@ -68,6 +69,7 @@ def _attn_fwd_row(
     tl.store(o_row + offs_d * stride_ok, acc.to(Out.dtype.element_ty), mask=d_mask)
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors."""
     scale = check_inputs("v01_basic", CAPABILITIES, query, key, value, is_causal, scale)

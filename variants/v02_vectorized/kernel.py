@@ -10,6 +10,7 @@ and V, so the traffic per head is still N·(2·N·d) elements — the tiled stag
 import triton
 import triton.language as tl
 
+from common.grid_limits import split_batch_heads
 from common.validation import check_inputs, is_empty, new_output
 
 from . import CAPABILITIES
@@ -65,6 +66,7 @@ def _attn_fwd_row(
     tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=d_mask)
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors."""
     scale = check_inputs("v02_vectorized", CAPABILITIES, query, key, value, is_causal, scale)

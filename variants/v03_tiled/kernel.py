@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from common.grid_limits import split_batch_heads
 from common.triton_helpers import cast, dot, interp_bf16
 from common.validation import check_inputs, interpreting, is_empty, new_output
 
@@ -119,6 +120,7 @@ def _config(head_dim: int, dtype):
     return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors."""
     scale = check_inputs("v03_tiled", CAPABILITIES, query, key, value, is_causal, scale)

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from common.grid_limits import split_batch_heads
 from common.triton_helpers import cast, dot, interp_bf16
 from common.validation import autotuning, check_inputs, interpreting, new_output
 
@@ -451,6 +452,7 @@ def autograd_function(forward, backward=None):
 _Attention = autograd_function(_forward)
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
     differentiable in query, key and value. With ``return_lse=True`` also returns the natural

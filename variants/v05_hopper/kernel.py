@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from common.grid_limits import split_batch_heads
 from common.triton_helpers import cast, dot
 from common.validation import autotuning, check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -254,6 +255,7 @@ def _forward(q, k, v, causal, sm_scale):
 _Attention = v04.autograd_function(_forward)  # v04's backward, unchanged
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
     differentiable in query, key and value. With ``return_lse=True`` also returns the natural

@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from common.grid_limits import split_batch_heads
 from common.triton_helpers import cast, dot
 from common.validation import autotuning, check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -237,6 +238,7 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale):
 _Attention = v04.autograd_function(v06._forward, _backward)
 
 
+@split_batch_heads
 def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
     """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
     differentiable in query, key and value. With ``return_lse=True`` also returns the natural
