@@ -60,7 +60,7 @@ def _add_dq(dq, desc_dq, dq_smem, row, col):
 @gluon.jit
 def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem, v_smem,
             do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free, kv_row, q_row,
-            row_lse, n_diag, n_steps, DIAG_LAST: gl.constexpr, BLOCK_M: gl.constexpr,
+            row_lse, n_diag, n_steps, SPLIT: gl.constexpr, BLOCK_M: gl.constexpr,
             STAGES: gl.constexpr):  # fmt: skip
     mbarrier.expect(kv_bar, desc_k.block_type.nbytes + desc_v.block_type.nbytes)
     tma.async_copy_global_to_shared(desc_k, [kv_row, 0], kv_bar, k_smem)
@@ -68,7 +68,7 @@ def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_sme
     for i in range(n_steps):
         stage = i % STAGES
         m0 = i * BLOCK_M
-        if DIAG_LAST:  # the consumers' order: the n_diag diagonal query blocks last
+        if SPLIT:  # the consumers' order: the n_diag diagonal query blocks last
             m0 = ((i + n_diag) % n_steps) * BLOCK_M
         # A fresh mbarrier counts as having completed the phase of parity 1: the first round
         # through the ring does not wait.
@@ -151,7 +151,7 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
 def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, kv_bar,
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
               m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
-              WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, DIAG_LAST: gl.constexpr,
+              WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
               BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
@@ -177,7 +177,7 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     mbarrier.wait(kv_bar, 0)
 
     diag_end = start_n + CONSUMERS * ROWS
-    if DIAG_LAST:
+    if SPLIT:
         # The steps without the causal mask first, in a loop of their own, then the n_diag that
         # cross the diagonal (the loader sends the query blocks in that order). In one loop
         # ptxas if-converts the mask's branch, so every step pays for it: at d=64 with
@@ -265,7 +265,8 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     else:
         m_first = start_n * 0
     n_steps = gl.maximum(gl.cdiv(N_Q, BLOCK_M) - m_first, 0)
-    # DIAG_LAST: the steps that cross the causal diagonal (n_diag) go last, in a loop of their own.
+    # SPLIT (DIAG_LAST under the causal mask): the n_diag steps that cross the diagonal go last,
+    # in a loop of their own, in the loader's and the consumers' order alike.
     SPLIT: gl.constexpr = IS_CAUSAL and DIAG_LAST
     n_diag = 0
     if SPLIT:
