@@ -1,4 +1,4 @@
-"""Forward tile configs of v03 to v06 and v08, each checked and timed beside cuDNN in one run.
+"""Forward tile configs of v03 to v06, v08 and v10, each checked and timed beside cuDNN in one run.
 
 ``python -m bench.tune [--out DIR] [--only v05] [--quick]``: for every flash workload (bf16,
 causal and not) it times SDPA-cuDNN, then each candidate config of each stage's forward kernel
@@ -57,6 +57,12 @@ def _v08(cfg):
     return _launch_forward(kernel, {"STAGES": cfg["num_stages"], "CONSUMERS": cfg["CONSUMERS"]})
 
 
+def _v10(cfg):
+    from variants.v10_persistent import kernel
+
+    return _launch_forward(kernel, {"STAGES": cfg["num_stages"], "CONSUMERS": cfg["CONSUMERS"]})
+
+
 def _v04(cfg):
     from variants.v04_flash2 import kernel
 
@@ -101,7 +107,8 @@ def _cfg(m, n, w, s, **flags):
 # without the split ("plain"), which isolates what the warp roles are worth. (v06 hands head
 # dims up to 64 to v05; its d=64 entry is the measurement behind that.) v08's Gluon kernel walks
 # 128-key tiles with two or three consumer warpgroups of 64 rows ("c2", "c3": BLOCK_M 128 or
-# 192); its candidates differ in that and in K/V ring stages.
+# 192); its candidates differ in that and in K/V ring stages. v10 is v08's kernel made
+# persistent (one program per SM), with the same candidates (three stages do not fit at d=128).
 TILES = {
     64: {
         "v04": [(128, 64, 8, 3)],
@@ -109,6 +116,8 @@ TILES = {
         "v06 ws": [(128, 128, 4, 2)],
         "v08 c2": [(128, 128, 4, 2), (128, 128, 4, 3)],
         "v08 c3": [(192, 128, 4, 2), (192, 128, 4, 3)],
+        "v10 c2": [(128, 128, 4, 2)],
+        "v10 c3": [(192, 128, 4, 2), (192, 128, 4, 3)],
         "v03": [(64, 64, 4, 3)],
     },
     128: {
@@ -117,6 +126,7 @@ TILES = {
         "v06 ws": [(128, 128, 4, 2), (128, 64, 4, 2)],
         "v06 plain": [(128, 128, 4, 2)],
         "v08 c2": [(128, 128, 4, 2), (128, 128, 4, 3)],
+        "v10 c2": [(128, 128, 4, 2)],
         "v03": [(64, 64, 4, 3)],
     },
 }
@@ -129,16 +139,18 @@ def candidates(head_dim):
         stage, _, how = name.partition(" ")
         for m, n, w, s in tiles:
             tag = f"{m}x{n} w{w} s{s}" + (f" {how}" if how else "")
-            flags = {
-                "v05": dict(LAZY_RESCALE=False, HOST_DESC=how == "host"),
-                "v06": dict(WARP_SPECIALIZE=how == "ws"),
-                "v08": dict(CONSUMERS=int(how.removeprefix("c"))),
-            }.get(stage, {})
+            flags = {}
+            if stage == "v05":
+                flags = dict(LAZY_RESCALE=False, HOST_DESC=how == "host")
+            elif stage == "v06":
+                flags = dict(WARP_SPECIALIZE=how == "ws")
+            elif stage in ("v08", "v10"):  # "c2" or "c3": consumer warpgroups
+                flags = dict(CONSUMERS=int(how.removeprefix("c")))
             out.append((stage, tag, _cfg(m, n, w, s, **flags)))
     return out
 
 
-BUILD = {"v03": _v03, "v04": _v04, "v05": _v05, "v06": _v06, "v08": _v08}
+BUILD = {"v03": _v03, "v04": _v04, "v05": _v05, "v06": _v06, "v08": _v08, "v10": _v10}
 
 
 def _compile_one(job):
@@ -224,7 +236,7 @@ def print_best(rows, workloads, what):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__)
     parser.add_argument("--out", default="results/tune")
-    parser.add_argument("--only", action="append", default=[], help="v03, v04, v05, v06 or v08")
+    parser.add_argument("--only", action="append", default=[], help="v03 ... v06, v08, v10")
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
     parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")
