@@ -51,22 +51,32 @@ def _box(tile):
 
 
 @gluon.jit
-def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free,
-            v_free, z, h, start_m, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-            CONSUMERS: gl.constexpr):  # fmt: skip
+def _load_q(desc_q, q_smem, q_bar, z, h, start_m, slot0, CONSUMERS: gl.constexpr):
+    """A row block's Q tiles, one per consumer, into Q buffers slot0, slot0 + 1, ... (each on
+    its own barrier)."""
     qz, qh = _head(desc_q, z, h)
     for w in gl.static_range(CONSUMERS):
-        mbarrier.expect(q_bar.index(w), desc_q.block_type.nbytes)
+        mbarrier.expect(q_bar.index(slot0 + w), desc_q.block_type.nbytes)
         tma.async_copy_global_to_shared(
-            desc_q, [qz, qh, start_m + w * ROWS, 0], q_bar.index(w), _box(q_smem.index(w))
+            desc_q,
+            [qz, qh, start_m + w * ROWS, 0],
+            q_bar.index(slot0 + w),
+            _box(q_smem.index(slot0 + w)),
         )
+
+
+@gluon.jit
+def _load_kv(desc_k, desc_v, k_smem, v_smem, k_ready, v_ready, k_free, v_free, z, h, n_tiles,
+             r0, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """K and V tiles 0..n_tiles-1 of one head into the ring, tile j at ring position r0 + j (a
+    persistent program's ring runs on across its tiles; a one-tile program starts at 0)."""
     kz, kh = _head(desc_k, z, h)
     vz, vh = _head(desc_v, z, h)
     for j in range(n_tiles):
-        stage = j % STAGES
+        stage = (r0 + j) % STAGES
         # A fresh mbarrier counts as having completed the phase of parity 1, so the first round
         # through the ring does not wait.
-        free_phase = ((j // STAGES) & 1) ^ 1
+        free_phase = (((r0 + j) // STAGES) & 1) ^ 1
         mbarrier.wait(k_free.index(stage), free_phase)
         mbarrier.expect(k_ready.index(stage), desc_k.block_type.nbytes)
         tma.async_copy_global_to_shared(
@@ -77,6 +87,15 @@ def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
         tma.async_copy_global_to_shared(
             desc_v, [vz, vh, j * BLOCK_N, 0], v_ready.index(stage), _box(v_smem.index(stage))
         )
+
+
+@gluon.jit
+def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free,
+            v_free, z, h, start_m, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+            CONSUMERS: gl.constexpr):  # fmt: skip
+    _load_q(desc_q, q_smem, q_bar, z, h, start_m, 0, CONSUMERS)
+    _load_kv(desc_k, desc_v, k_smem, v_smem, k_ready, v_ready, k_free, v_free, z, h, n_tiles, 0,
+             BLOCK_N, STAGES)  # fmt: skip
 
 
 @gluon.jit
@@ -106,38 +125,42 @@ def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
 
 
 @gluon.jit
-def _first_scores(q, k_smem, k_ready, s_zero):
-    """Issue QK^T of tile 0 (asynchronous; nothing to overlap it with yet)."""
-    mbarrier.wait(k_ready.index(0), 0)
-    return warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+def _first_scores(q, k_smem, k_ready, s_zero, r, STAGES: gl.constexpr):
+    """Issue QK^T of a row block's first key tile, at ring position r (asynchronous; nothing to
+    overlap it with yet)."""
+    mbarrier.wait(k_ready.index(r % STAGES), (r // STAGES) & 1)
+    s_tile = k_smem.index(r % STAGES).permute((1, 0))
+    return warpgroup_mma(q, s_tile, s_zero, use_acc=False, is_async=True)
 
 
 @gluon.jit
-def _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, j, STAGES: gl.constexpr):
-    """Issue QK^T of tile j and P@V of tile j-1 back to back (both asynchronous)."""
-    stage = j % STAGES
-    prev = (j - 1) % STAGES
-    mbarrier.wait(k_ready.index(stage), (j // STAGES) & 1)
+def _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, r, STAGES: gl.constexpr):
+    """Issue QK^T of the tile at ring position r and P@V of the one before it, back to back (both
+    asynchronous)."""
+    stage = r % STAGES
+    prev = (r - 1) % STAGES
+    mbarrier.wait(k_ready.index(stage), (r // STAGES) & 1)
     s = warpgroup_mma(q, k_smem.index(stage).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
+    mbarrier.wait(v_ready.index(prev), ((r - 1) // STAGES) & 1)
     acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
     return s, acc
 
 
 @gluon.jit
-def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, row0, N_KV, qk_scale,
+def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, r, row0, N_KV, qk_scale,
                  IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                  s_layout: gl.constexpr, p_layout: gl.constexpr):  # fmt: skip
-    """Finish the pair _issue_pair started: tile j's softmax while P@V of tile j-1 still runs,
-    then the accumulator brought to the new row max, and tile j's P as the next A operand."""
+    """Finish the pair _issue_pair started (key tile j, at ring position r): tile j's softmax while
+    P@V of tile j-1 still runs, then the accumulator brought to the new row max, and tile j's P
+    as the next A operand."""
     # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
     s = warpgroup_mma_wait(1, deps=(s,))
-    mbarrier.arrive(k_free.index(j % STAGES))
+    mbarrier.arrive(k_free.index(r % STAGES))
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
     )
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
-    mbarrier.arrive(v_free.index((j - 1) % STAGES))
+    mbarrier.arrive(v_free.index((r - 1) % STAGES))
     o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_rows), 1)
     p_op = gl.convert_layout(p.to(p_op.dtype), p_layout)
@@ -145,22 +168,28 @@ def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, row0, N_KV, qk_scale
 
 
 @gluon.jit
-def _last_pv(p_op, acc, v_smem, v_ready, j, STAGES: gl.constexpr):
-    """Issue P@V of the last tile, j (asynchronous)."""
-    mbarrier.wait(v_ready.index(j % STAGES), (j // STAGES) & 1)
-    return warpgroup_mma(p_op, v_smem.index(j % STAGES), acc, is_async=True)
+def _last_pv(p_op, acc, v_smem, v_ready, r, STAGES: gl.constexpr):
+    """Issue P@V of the last tile, at ring position r (asynchronous)."""
+    mbarrier.wait(v_ready.index(r % STAGES), (r // STAGES) & 1)
+    return warpgroup_mma(p_op, v_smem.index(r % STAGES), acc, is_async=True)
+
+
+@gluon.jit
+def _normalise(acc, m_i, l_i, LSE, z, h, H, row0, N_Q):
+    """The output rows divided by their sums; writes their base-2 LSE."""
+    o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
+    l_o = gl.convert_layout(l_i, o_rows)
+    rows = row0 + gl.arange(0, ROWS, layout=o_rows)
+    lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
+    gl.store(LSE + (z * H + h).to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
+    return acc / gl.expand_dims(l_o, 1)
 
 
 @gluon.jit
 def _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q):
     """Normalise, write the base-2 LSE, and send O out through this consumer's Q buffer (its
     last QK^T has completed); the descriptor drops rows past N_Q and columns past d."""
-    o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
-    l_o = gl.convert_layout(l_i, o_rows)
-    acc = acc / gl.expand_dims(l_o, 1)
-    rows = row0 + gl.arange(0, ROWS, layout=o_rows)
-    lse = gl.convert_layout(m_i, o_rows) + gl.log2(l_o)
-    gl.store(LSE + (z * H + h).to(gl.int64) * N_Q + rows, lse, mask=rows < N_Q)
+    acc = _normalise(acc, m_i, l_i, LSE, z, h, H, row0, N_Q)
     q.store(acc.to(q.dtype))
     fence_async_shared()
     tma.async_copy_shared_to_global(desc_o, [z, h, row0, 0], _box(q))  # O is dense
@@ -169,9 +198,12 @@ def _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q):
 
 @gluon.jit
 def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_tiles,
-            IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
-    """One consumer's 64 rows against K/V tiles 0..n_tiles-1: the unnormalised output, row max
-    and row sum."""
+            r0, q_free, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
+            STAGES: gl.constexpr):  # fmt: skip
+    """One consumer's 64 rows against K/V tiles 0..n_tiles-1 (tile j at ring position r0 + j):
+    the unnormalised output, row max and row sum. When ``q_free`` is a barrier, it is arrived on
+    as soon as the last QK^T has read Q (a persistent loader then refills the buffer while the
+    last P@V and the epilogue run)."""
     BLOCK_D: gl.constexpr = q.shape[1]
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
@@ -185,34 +217,55 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     m_i = gl.full([ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
 
-    s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero),))
-    mbarrier.arrive(k_free.index(0))
+    s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero, r0, STAGES),))
+    mbarrier.arrive(k_free.index(r0 % STAGES))
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
     )
     p_op = gl.convert_layout(p.to(q.dtype), p_layout)
     for j in range(1, n_tiles):
-        s_j, pv = _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, j, STAGES)
+        s_j, pv = _issue_pair(
+            q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, r0 + j, STAGES
+        )
         p_op, acc, m_i, l_i = _retire_pair(
-            s_j, pv, p_op, m_i, l_i, k_free, v_free, j, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N,
-            STAGES, s_layout, p_layout,
+            s_j, pv, p_op, m_i, l_i, k_free, v_free, j, r0 + j, row0, N_KV, qk_scale, IS_CAUSAL,
+            BLOCK_N, STAGES, s_layout, p_layout,
         )  # fmt: skip
-    pv = _last_pv(p_op, acc, v_smem, v_ready, n_tiles - 1, STAGES)
+    if q_free is not None:
+        mbarrier.arrive(q_free)
+    r_last = r0 + n_tiles - 1
+    pv = _last_pv(p_op, acc, v_smem, v_ready, r_last, STAGES)
     acc = warpgroup_mma_wait(0, deps=(pv,))
-    mbarrier.arrive(v_free.index((n_tiles - 1) % STAGES))
+    mbarrier.arrive(v_free.index(r_last % STAGES))
     return acc, m_i, l_i
 
 
 @gluon.jit
-def _release(k_ready, v_ready, k_free, v_free, first, n_tiles, STAGES: gl.constexpr):
-    """Hand back tiles first..n_tiles-1 unread: the ring's slots are shared, so a consumer that
-    needs fewer tiles than its program still arrives on every one, in order."""
-    for j in range(first, n_tiles):
-        phase = (j // STAGES) & 1
-        mbarrier.wait(k_ready.index(j % STAGES), phase)
-        mbarrier.arrive(k_free.index(j % STAGES))
-        mbarrier.wait(v_ready.index(j % STAGES), phase)
-        mbarrier.arrive(v_free.index(j % STAGES))
+def _release(k_ready, v_ready, k_free, v_free, first, last, STAGES: gl.constexpr):
+    """Hand back the ring positions first..last-1 unread: the ring's slots are shared, so a
+    consumer that needs fewer tiles than its program still arrives on every one, in order."""
+    for r in range(first, last):
+        phase = (r // STAGES) & 1
+        mbarrier.wait(k_ready.index(r % STAGES), phase)
+        mbarrier.arrive(k_free.index(r % STAGES))
+        mbarrier.wait(v_ready.index(r % STAGES), phase)
+        mbarrier.arrive(v_free.index(r % STAGES))
+
+
+@gluon.jit
+def _tiles_needed(row0, n_tiles, N_Q, N_KV, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
+                  CONSUMERS: gl.constexpr):  # fmt: skip
+    """The key tiles a consumer's 64 rows from row0 need: all n_tiles of its program's, but with
+    three consumers (192-row programs against 128-key tiles) a causal program's first rows may
+    end a tile early, and rows wholly past N_Q (192 does not divide 4096) need none. With two
+    consumers the trim never trims; compiled in anyway, it cost ptxas 32 PRMT per loop
+    iteration."""
+    n_mine = n_tiles
+    if IS_CAUSAL and CONSUMERS * ROWS > BLOCK_N:
+        n_mine = gl.cdiv(gl.minimum(row0 + ROWS, N_KV), BLOCK_N)
+    if row0 >= N_Q:
+        n_mine = 0
+    return n_mine
 
 
 @gluon.jit
@@ -221,21 +274,13 @@ def _consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free, d
               IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
               CONSUMERS: gl.constexpr):  # fmt: skip
     row0 = start_m + WHICH * ROWS
-    # The tiles this consumer's rows need: all of its program's, but with three consumers
-    # (192-row programs against 128-key tiles) a causal program's first rows may end a tile
-    # early, and rows wholly past N_Q (192 does not divide 4096) need none. With two consumers
-    # the trim never trims; compiled in anyway, it cost ptxas 32 PRMT per loop iteration.
-    n_mine = n_tiles
-    if IS_CAUSAL and CONSUMERS * ROWS > BLOCK_N:
-        n_mine = gl.cdiv(gl.minimum(row0 + ROWS, N_KV), BLOCK_N)
-    if row0 >= N_Q:
-        n_mine = 0
+    n_mine = _tiles_needed(row0, n_tiles, N_Q, N_KV, IS_CAUSAL, BLOCK_N, CONSUMERS)
     q = q_smem.index(WHICH)
     mbarrier.wait(q_bar.index(WHICH), 0)  # also when idle: no copy may land after the exit
     if n_mine > 0:
         acc, m_i, l_i = _attend(
             q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_mine,
-            IS_CAUSAL, BLOCK_N, STAGES,
+            0, None, IS_CAUSAL, BLOCK_N, STAGES,
         )  # fmt: skip
         _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q)
     _release(k_ready, v_ready, k_free, v_free, n_mine, n_tiles, STAGES)
@@ -259,19 +304,21 @@ def _program(N_KV, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, CONSUMERS: gl
 
 @gluon.jit
 def _buffers(dtype: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
-             STAGES: gl.constexpr, CONSUMERS: gl.constexpr):  # fmt: skip
-    """Shared memory: one Q tile per consumer, the K/V ring and their barriers (initialised)."""
+             STAGES: gl.constexpr, CONSUMERS: gl.constexpr,
+             Q_BUFFERS: gl.constexpr):  # fmt: skip
+    """Shared memory: Q_BUFFERS Q tiles (one per consumer here; v10 double-buffers them), the K/V
+    ring and their barriers (initialised)."""
     q_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([ROWS, BLOCK_D], dtype)
     kv_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_D], dtype)
-    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, ROWS, BLOCK_D], q_layout)
+    q_smem = gl.allocate_shared_memory(dtype, [Q_BUFFERS, ROWS, BLOCK_D], q_layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], kv_layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_D], kv_layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
+    q_bar = gl.allocate_shared_memory(gl.int64, [Q_BUFFERS, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     k_free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for w in gl.static_range(CONSUMERS):
+    for w in gl.static_range(Q_BUFFERS):
         mbarrier.init(q_bar.index(w), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_ready.index(i), count=1)
@@ -288,7 +335,7 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, H, N_Q, N_KV, qk_scale,
     start_m, z, h, n_tiles = _program(N_KV, IS_CAUSAL, BLOCK_N, CONSUMERS)
     BLOCK_D: gl.constexpr = desc_q.block_type.shape[3]
     q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_free, v_free = _buffers(
-        desc_q.dtype, BLOCK_D, BLOCK_N, STAGES, CONSUMERS
+        desc_q.dtype, BLOCK_D, BLOCK_N, STAGES, CONSUMERS, CONSUMERS
     )
     # The consumers are the default partition and CONSUMERS - 1 workers; the loader's warp is
     # padded to a warpgroup, the unit setmaxnreg budgets (the default partition gets what the
