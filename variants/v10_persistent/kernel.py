@@ -1,0 +1,100 @@
+"""v10: v08's Gluon forward as a persistent kernel, with v09's backward.
+
+The kernel is ``gluon_fwd.attn_fwd``; ``schedule.py`` deals the row blocks to its programs. It
+takes the calls v08's kernel takes (``v08.applies``: Hopper, fp16/bf16, head dims padded to
+16-128, a positive scale, TMA-addressable layouts) with the same descriptors and consumer counts;
+everything else goes to v08's forward, which hands on to v06 and v05 where it must (every CPU
+run: Gluon has no interpreter path).
+"""
+
+import functools
+import math
+
+import torch
+import triton
+
+from common.grid_limits import split_batch_heads
+from common.validation import check_inputs, new_output
+from variants.v04_flash2 import kernel as v04
+from variants.v05_hopper import kernel as v05
+from variants.v08_gluon import configs as v08_configs
+from variants.v08_gluon import kernel as v08
+from variants.v09_gluon_bwd import kernel as v09
+
+from . import CAPABILITIES
+from .gluon_fwd import ROWS, attn_fwd
+from .schedule import schedule
+
+LOG2E = math.log2(math.e)
+
+
+# Shared memory per program at d=128 with two consumers: Q double-buffered (4 x 16 KiB), O's
+# staging (2 x 16 KiB) and 64 KiB per K/V ring stage: 224 KiB at two stages (ptxas: 229784
+# bytes with the barriers), within the 227 KiB of an SM; a third stage does not fit.
+SMEM_BYTES = 227 * 1024
+
+
+def _smem_bytes(block_d: int, consumers: int, stages: int) -> int:
+    """16-bit tiles: two Q buffers and one O buffer per consumer, a K and a V tile per stage."""
+    return 2 * (3 * consumers * ROWS.value * block_d + 2 * stages * v08_configs.BLOCK_N * block_d)
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
+    """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, and "PROGRAMS",
+    by default one per SM) overrides the defaults (tuning script, tests)."""
+    B, H, n_q, d = q.shape
+    block_d = v08._block_d(d)
+    config = {**v08_configs.tiles(block_d, n_q, causal), **(config or {})}
+    consumers, stages = config["CONSUMERS"], config["STAGES"]
+    if _smem_bytes(block_d, consumers, stages) > SMEM_BYTES:
+        raise ValueError(
+            f"config: {stages} stages x {consumers} consumers at head dim {block_d} need "
+            f"{_smem_bytes(block_d, consumers, stages)} bytes of shared memory (limit {SMEM_BYTES})"
+        )
+    rows = ROWS.value * consumers
+    n_blocks = B * H * triton.cdiv(n_q, rows)
+    programs = min(config.get("PROGRAMS", _sm_count(q.device.index)), n_blocks)
+    blocks, starts = schedule(
+        B, H, n_q, k.shape[2], causal, rows, v08_configs.BLOCK_N, programs, q.device
+    )
+    box_rows = (ROWS.value, v08_configs.BLOCK_N, v08_configs.BLOCK_N, ROWS.value)
+    descs = [
+        v08.head_descriptor(t, r, block_d) for t, r in zip((q, k, v, o), box_rows, strict=True)
+    ]
+    attn_fwd[(programs,)](
+        *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,
+        IS_CAUSAL=causal, BLOCK_N=v08_configs.BLOCK_N, STAGES=stages, CONSUMERS=consumers,
+        CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], num_warps=4,
+    )  # fmt: skip
+
+
+def _forward(q, k, v, causal, sm_scale):
+    if not v08.applies(q, k, v, causal, sm_scale):
+        return v08._forward(q, k, v, causal, sm_scale)
+    B, H, n_q, _ = q.shape
+    o = new_output(q.shape, q)
+    lse = new_output((B, H, n_q), q, torch.float32)
+    if q.numel() == 0:
+        return o, lse
+    if not v05.tma_addressable(o):  # a d=100 slice of wider rows: q addressable, dense o not
+        return v08._forward(q, k, v, causal, sm_scale)
+    launch_forward(q, k, v, o, lse, causal, sm_scale)
+    return o, lse
+
+
+_Attention = v04.autograd_function(_forward, v09._backward)
+
+
+@split_batch_heads
+def attention(query, key, value, *, is_causal=False, scale=None, return_lse=False):
+    """softmax(query @ key^T * scale) @ value for [batch, heads, seq, head_dim] tensors,
+    differentiable in query, key and value. With ``return_lse=True`` also returns the natural
+    log-sum-exp of each row's scaled scores, [batch, heads, seq_q] float32."""
+    scale = check_inputs("v10_persistent", CAPABILITIES, query, key, value, is_causal, scale)
+    out, lse = _Attention.apply(query, key, value, is_causal, scale)
+    return (out, lse * math.log(2.0)) if return_lse else out

@@ -1,0 +1,137 @@
+"""What only v10 has: the schedule (CPU) and the persistent kernel's direct launches (GPU)."""
+
+import pytest
+import torch
+
+from common.reference import reference_attention
+from common.testing import Problem, assert_forward_launch_writes_every_row, make_inputs
+from variants.v10_persistent import kernel, schedule
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
+needs_hopper = pytest.mark.skipif(not HOPPER, reason="Gluon wgmma kernel: Hopper GPU")
+
+
+def _loads(batch, heads, n_q, n_kv, causal, rows, programs):
+    """The schedule's blocks as (program, row block, batch, head) and each program's work."""
+    blocks, starts = schedule.schedule(
+        batch, heads, n_q, n_kv, causal, rows, 128, programs, torch.device("cpu")
+    )
+    n_blocks = -(-n_q // rows)
+    costs = schedule.block_costs(n_blocks, rows, n_kv, causal, 128)
+    owned, loads = [], []
+    for p in range(programs):
+        mine = blocks[starts[p] : starts[p + 1]].tolist()
+        owned += [(p, *b) for b in mine]
+        loads.append(sum(costs[m] + schedule.OVERHEAD for m, _, _ in mine))
+    return owned, loads, max(costs) + schedule.OVERHEAD
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "batch, heads, n_q, n_kv, rows, programs",
+    [(2, 3, 1000, 1000, 192, 7), (1, 5, 4096, 300, 128, 132), (3, 1, 129, 5000, 128, 2),
+     (1, 1, 64, 64, 128, 1)],
+)  # fmt: skip
+def test_schedule_deals_every_block_once_and_evenly(
+    batch, heads, n_q, n_kv, causal, rows, programs
+):
+    owned, loads, longest = _loads(batch, heads, n_q, n_kv, causal, rows, programs)
+    n_blocks = -(-n_q // rows)
+    want = {(m, z, h) for m in range(n_blocks) for z in range(batch) for h in range(heads)}
+    got = [b[1:] for b in owned]
+    assert len(got) == len(want) and set(got) == want
+    # LPT's bound: no program ends more than one block's work after the least-loaded one.
+    assert max(loads) - min(loads) <= longest
+
+
+def test_schedule_walks_heads_in_order_longest_block_first():
+    owned, _, _ = _loads(2, 2, 1000, 1000, True, 128, 3)
+    # Program 0 takes the first block dealt: head (0, 0)'s last row block, the longest.
+    assert owned[0][1:] == (7, 0, 0)
+    # Within a program, heads come in order and each head's blocks get shorter.
+    for p in range(3):
+        mine = [(z * 2 + h, -m) for q, m, z, h in owned if q == p]
+        assert mine == sorted(mine)
+
+
+def test_schedule_without_a_mask_is_round_robin():
+    owned, loads, _ = _loads(1, 4, 1000, 1000, False, 192, 5)
+    # 6 row blocks per head, 24 in all: program 1 takes the 2nd, 7th, 12th, 17th and 22nd.
+    assert [b[1] for b in owned if b[0] == 1] == [1, 0, 5, 4, 3]
+    assert len(set(loads)) <= 2
+
+
+def test_three_stages_at_d128_do_not_fit():
+    q, k, v = make_inputs(Problem(1, 1, 64, 64, 128, dtype=torch.bfloat16), "cpu")
+    with pytest.raises(ValueError, match="config: 3 stages x 2 consumers at head dim 128"):
+        kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"STAGES": 3})
+
+
+def _spy(monkeypatch):
+    """Record whether each forward call ran the persistent kernel (True) or v08's forward."""
+    calls = []
+    real_launch, real_v08 = kernel.launch_forward, kernel.v08._forward
+
+    def launch(*args, **kwargs):
+        calls.append(True)
+        return real_launch(*args, **kwargs)
+
+    def v08_forward(*args, **kwargs):
+        calls.append(False)
+        return real_v08(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "launch_forward", launch)
+    monkeypatch.setattr(kernel.v08, "_forward", v08_forward)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "n_q, n_k, d, causal, dtype, persistent",
+    [
+        (300, 257, 64, True, torch.bfloat16, True),
+        (130, 130, 128, False, torch.float16, True),
+        (33, 33, 96, True, torch.float32, False),  # fp32: no wgmma, v08 hands on to v06/v05
+        (33, 33, 256, False, torch.bfloat16, False),  # d=256 spills
+    ],
+)
+def test_kernel_or_v08_handover_is_correct(monkeypatch, n_q, n_k, d, causal, dtype, persistent):
+    q, k, v = make_inputs(Problem(2, 2, n_q, n_k, d, causal=causal, dtype=dtype), DEVICE)
+    calls = _spy(monkeypatch)
+    out = kernel.attention(q, k, v, is_causal=causal)
+    assert calls == [persistent and HOPPER]  # on CPU (interpreter) every call goes to v08
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=tol)
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (200, 333), (1000, 1000)])
+@pytest.mark.parametrize(
+    "d, stages, consumers, programs",
+    [(64, 2, 3, 1), (64, 2, 3, 5), (64, 4, 3, 3), (64, 2, 2, 4), (128, 2, 2, 1), (128, 2, 2, 7),
+     (16, 4, 3, 2), (32, 2, 2, 132)],
+)  # fmt: skip
+def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, programs):
+    # Few programs: each walks many row blocks of several heads, so Q buffers, barrier parities
+    # and the K/V ring carry across blocks; 1000 and 200 rows leave idle consumers (192-row
+    # blocks), and causal blocks trim a consumer's last key tile.
+    problem = Problem(2, 3, n_q, n_k, d, causal, torch.bfloat16)
+    config = {"STAGES": stages, "CONSUMERS": consumers, "PROGRAMS": programs}
+    assert_forward_launch_writes_every_row(kernel.launch_forward, problem, config, DEVICE)
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+def test_broadcast_batch_and_heads_are_read_through_the_kernel(monkeypatch, causal):
+    q = torch.randn(2, 3, 300, 64, device=DEVICE, dtype=torch.bfloat16)
+    k, v = (
+        torch.randn(1, 1, 300, 64, device=DEVICE, dtype=torch.bfloat16).expand(2, 3, 300, 64)
+        for _ in "kv"
+    )
+    calls = _spy(monkeypatch)
+    out = kernel.attention(q, k, v, is_causal=causal)
+    assert calls == [True]
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)
