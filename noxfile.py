@@ -20,7 +20,12 @@ TRITON = "triton==3.6.0"  # the version on the GPU machines
 NUMPY = "numpy<2.4"  # numpy 2.4 breaks Triton 3.6's interpreter (see pyproject.toml)
 TEST_DEPS = ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100"]
 # Tests of the shared code, not parametrized by stage: they run in test(variant='common').
-COMMON_TESTS = ["tests/test_registry.py", "tests/test_reference.py", "tests/test_scaffold.py"]
+COMMON_TESTS = [
+    "tests/test_registry.py",
+    "tests/test_reference.py",
+    "tests/test_scaffold.py",
+    "tests/test_bench.py",
+]
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["test", "lint"]

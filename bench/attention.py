@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -112,6 +113,50 @@ def memory_128k(stage) -> dict:
     return result
 
 
+def time_cell(provs, stages, shape, causal, backward, rounds: int) -> list[dict]:
+    """One row per provider for one workload, mask and direction. With ``rounds`` > 1 the
+    providers are timed round after round, each round starting one provider later, so a drift of
+    the card's clocks during the cell reaches every provider alike; a row keeps the median and
+    every reading."""
+    names = []
+    for name in provs:
+        caps = next((s.capabilities for s in stages if s.name == name), None)
+        if not (backward and caps is not None and not caps.backward):
+            names.append(name)
+    readings = {name: [] for name in names}
+    errors, wall = {}, dict.fromkeys(names, 0.0)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name in errors:
+                continue
+            t0 = time.time()
+            try:
+                readings[name].append(time_one(provs[name], shape, causal, backward))
+            except Exception as exc:  # recorded; the other providers still run
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            wall[name] += time.time() - t0
+            torch.cuda.empty_cache()
+    rows = []
+    flops = attention_flops(*shape[:3], shape[2], shape[3], causal, backward)
+    for name in names:
+        ms = statistics.median(readings[name]) if name not in errors else None
+        row = {
+            "provider": name,
+            "shape": list(shape),
+            "causal": causal,
+            "direction": "bwd" if backward else "fwd",
+            "ms": ms,
+            "tflops": flops / ms / 1e9 if ms else None,
+            "error": errors.get(name),
+            "wall_s": round(wall[name], 1),
+        }
+        if rounds > 1:
+            row["ms_rounds"] = readings[name]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.attention", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
@@ -125,7 +170,16 @@ def main(argv=None) -> int:
         help="B,H,N,D instead of the flash workloads (repeatable), e.g. 4,16,4096,96",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the 128k memory check")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every provider this many times per workload, in rotated order, and keep the "
+        "median (one reading of the same kernel moved 5-10%% between runs on an H200)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     args.out.mkdir(parents=True, exist_ok=True)
     stages = [s for s in registry.discover() if s.available and s.capabilities.max_seq_len is None]
     report = {
@@ -145,30 +199,7 @@ def main(argv=None) -> int:
     for shape in workloads:
         for causal in (False, True):
             for backward in (False, True):
-                for name, fn in provs.items():
-                    caps = next((s.capabilities for s in stages if s.name == name), None)
-                    if backward and caps is not None and not caps.backward:
-                        continue
-                    t0 = time.time()
-                    try:
-                        ms = time_one(fn, shape, causal, backward)
-                        err = None
-                    except Exception as exc:  # recorded; the other providers still run
-                        ms, err = None, f"{type(exc).__name__}: {str(exc)[:300]}"
-                    flops = attention_flops(*shape[:3], shape[2], shape[3], causal, backward)
-                    row = {
-                        "provider": name,
-                        "shape": list(shape),
-                        "causal": causal,
-                        "direction": "bwd" if backward else "fwd",
-                        "ms": ms,
-                        "tflops": flops / ms / 1e9 if ms else None,
-                        "error": err,
-                        "wall_s": round(time.time() - t0, 1),
-                    }
-                    report["rows"].append(row)
-                    print(json.dumps(row), flush=True)
-                    torch.cuda.empty_cache()
+                report["rows"] += time_cell(provs, stages, shape, causal, backward, args.rounds)
     v04 = next((s for s in stages if s.capabilities.backward and s.name in provs), None)
     if v04 is not None and not args.no_memory:
         report["memory_128k"] = {"stage": v04.name, **memory_128k(v04)}
