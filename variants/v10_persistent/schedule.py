@@ -35,7 +35,7 @@ def block_costs(n_blocks: int, rows: int, n_kv: int, causal: bool, block_n: int)
 def deal(costs: list[int], programs: int) -> list[list[int]]:
     """LPT: walk ``costs`` in order and give each item to the program with the least work so far
     (the lower index on ties). Returns each program's item indices, in the order dealt."""
-    if not 0 < programs:
+    if programs < 1:
         raise ValueError(f"programs must be positive, got {programs}")
     owned: list[list[int]] = [[] for _ in range(programs)]
     if len(set(costs)) <= 1:  # equal costs: round-robin, without the heap
@@ -62,10 +62,11 @@ def schedule(batch: int, heads: int, n_q: int, n_kv: int, causal: bool, rows: in
     costs = [per_head[m] for m in order] * (batch * heads)
     owned = deal(costs, programs)
     table = torch.empty(len(costs), 3, dtype=torch.int32)
+    row_block = torch.tensor(order)
     starts = [0]
     for items in owned:
         idx = torch.tensor(items, dtype=torch.int64)
-        bh, m = idx // n_blocks, torch.tensor(order)[idx % n_blocks]
+        bh, m = idx // n_blocks, row_block[idx % n_blocks]
         table[starts[-1] : starts[-1] + len(items)] = torch.stack((m, bh // heads, bh % heads), 1)
         starts.append(starts[-1] + len(items))
     return table.to(device), torch.tensor(starts, dtype=torch.int32, device=device)
