@@ -246,3 +246,36 @@ def conformance_problems(on_gpu: bool) -> list[Problem]:
         P(1, 2, 4096, 4096, 128, False, f32, "bnhd"),
     ]
     return problems
+
+
+def record_kernel_or_fallback(monkeypatch, kernel, fallback) -> list[bool]:
+    """Wrap a stage's ``kernel.launch_forward`` and the ``_forward`` of the stage it hands over
+    to (``fallback``, a kernel module), so each forward call appends True (the stage's kernel
+    ran) or False (the fallback did) to the returned list."""
+    calls = []
+    real_launch, real_fallback = kernel.launch_forward, fallback._forward
+
+    def launch(*args, **kwargs):
+        calls.append(True)
+        return real_launch(*args, **kwargs)
+
+    def fallback_forward(*args, **kwargs):
+        calls.append(False)
+        return real_fallback(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "launch_forward", launch)
+    monkeypatch.setattr(fallback, "_forward", fallback_forward)
+    return calls
+
+
+def assert_broadcast_kv_is_correct(attention, causal: bool, device) -> None:
+    """``attention`` on K and V shared by every batch entry and head (stride 0 there, as from
+    ``expand``), checked against float64."""
+    q = torch.randn(2, 3, 300, 64, device=device, dtype=torch.bfloat16)
+    k, v = (
+        torch.randn(1, 1, 300, 64, device=device, dtype=torch.bfloat16).expand(2, 3, 300, 64)
+        for _ in "kv"
+    )
+    out = attention(q, k, v, is_causal=causal)
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)

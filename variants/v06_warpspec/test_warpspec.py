@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.reference import causal_mask, reference_attention
-from common.testing import Problem, make_inputs
+from common.testing import Problem, make_inputs, record_kernel_or_fallback
 from variants.v06_warpspec import kernel
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -14,20 +14,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 def _spy(monkeypatch):
     """Record whether each forward call ran v06's kernel (True) or v05's forward (False)."""
-    calls = []
-    real_launch, real_v05 = kernel.launch_forward, kernel.v05._forward
-
-    def launch(*args, **kwargs):
-        calls.append(True)
-        return real_launch(*args, **kwargs)
-
-    def v05_forward(*args, **kwargs):
-        calls.append(False)
-        return real_v05(*args, **kwargs)
-
-    monkeypatch.setattr(kernel, "launch_forward", launch)
-    monkeypatch.setattr(kernel.v05, "_forward", v05_forward)
-    return calls
+    return record_kernel_or_fallback(monkeypatch, kernel, kernel.v05)
 
 
 @pytest.mark.parametrize(

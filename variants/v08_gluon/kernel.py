@@ -63,6 +63,13 @@ def head_descriptor(t: torch.Tensor, rows: int, block_d: int) -> TensorDescripto
     return TensorDescriptor(t, shape, strides, box, gl.NVMMASharedLayout.get_default_for(box, dt))
 
 
+def operand_descriptors(q, k, v, o, block_d: int) -> list[TensorDescriptor]:
+    """The kernel's four operands as descriptors: Q and O in one consumer's 64-row boxes, K and V
+    in BLOCK_N-row key tiles."""
+    rows = (ROWS.value, configs.BLOCK_N, configs.BLOCK_N, ROWS.value)
+    return [head_descriptor(t, r, block_d) for t, r in zip((q, k, v, o), rows, strict=True)]
+
+
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the Gluon forward; ``config`` ({"STAGES": n, "CONSUMERS": 2 or 3}) overrides the
     head dim's entry in configs.py (tuning script)."""
@@ -70,8 +77,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     block_d = _block_d(d)
     config = {**configs.tiles(block_d, n_q, causal), **(config or {})}
     consumers = config["CONSUMERS"]
-    rows = (ROWS.value, configs.BLOCK_N, configs.BLOCK_N, ROWS.value)
-    descs = [head_descriptor(t, r, block_d) for t, r in zip((q, k, v, o), rows, strict=True)]
+    descs = operand_descriptors(q, k, v, o, block_d)
     grid = (triton.cdiv(n_q, ROWS.value * consumers), H, B)
     attn_fwd[grid](
         *descs, lse, H, n_q, k.shape[2], sm_scale * LOG2E,
@@ -80,18 +86,31 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     )  # fmt: skip
 
 
-def _forward(q, k, v, causal, sm_scale):
-    if not applies(q, k, v, causal, sm_scale):
-        return v06._forward(q, k, v, causal, sm_scale)
-    B, H, n_q, _ = q.shape
-    o = new_output(q.shape, q)
-    lse = new_output((B, H, n_q), q, torch.float32)
-    if q.numel() == 0:
+def gluon_forward(launch, fallback):
+    """A forward(q, k, v, causal, sm_scale) -> (o, lse) that runs ``launch(q, k, v, o, lse,
+    causal, sm_scale)`` (this kernel, or v10's persistent one) on the calls the kernel takes and
+    ``fallback(q, k, v, causal, sm_scale)`` on the others."""
+
+    def forward(q, k, v, causal, sm_scale):
+        if not applies(q, k, v, causal, sm_scale):
+            return fallback(q, k, v, causal, sm_scale)
+        B, H, n_q, _ = q.shape
+        o = new_output(q.shape, q)
+        lse = new_output((B, H, n_q), q, torch.float32)
+        if q.numel() == 0:
+            return o, lse
+        if not v05.tma_addressable(o):  # a d=100 slice of wider rows: q addressable, dense o not
+            return fallback(q, k, v, causal, sm_scale)
+        launch(q, k, v, o, lse, causal, sm_scale)
         return o, lse
-    if not v05.tma_addressable(o):  # a d=100 slice of wider rows: q addressable, dense o not
-        return v06._forward(q, k, v, causal, sm_scale)
-    launch_forward(q, k, v, o, lse, causal, sm_scale)
-    return o, lse
+
+    return forward
+
+
+# Looked up at call time (not bound here), so tests can wrap either side.
+_forward = gluon_forward(
+    lambda *args: launch_forward(*args), lambda *args: v06._forward(*args)
+)
 
 
 _Attention = v04.autograd_function(_forward)  # v04's backward, unchanged

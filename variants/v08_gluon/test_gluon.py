@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from common.reference import reference_attention
-from common.testing import Problem, assert_forward_launch_writes_every_row, make_inputs
+from common.testing import (
+    Problem,
+    assert_broadcast_kv_is_correct,
+    assert_forward_launch_writes_every_row,
+    make_inputs,
+    record_kernel_or_fallback,
+)
 from variants.v08_gluon import configs, kernel
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -16,20 +22,7 @@ needs_hopper = pytest.mark.skipif(not HOPPER, reason="Gluon wgmma kernel: Hopper
 
 def _spy(monkeypatch):
     """Record whether each forward call ran the Gluon kernel (True) or v06's forward (False)."""
-    calls = []
-    real_launch, real_v06 = kernel.launch_forward, kernel.v06._forward
-
-    def launch(*args, **kwargs):
-        calls.append(True)
-        return real_launch(*args, **kwargs)
-
-    def v06_forward(*args, **kwargs):
-        calls.append(False)
-        return real_v06(*args, **kwargs)
-
-    monkeypatch.setattr(kernel, "launch_forward", launch)
-    monkeypatch.setattr(kernel.v06, "_forward", v06_forward)
-    return calls
+    return record_kernel_or_fallback(monkeypatch, kernel, kernel.v06)
 
 
 @pytest.mark.parametrize(
@@ -82,18 +75,11 @@ def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers):
 @needs_hopper
 @pytest.mark.parametrize("causal", [False, True])
 def test_broadcast_batch_and_heads_are_read_through_the_kernel(monkeypatch, causal):
-    # K and V shared by every batch entry and head (stride 0 there, as from expand): the
-    # descriptors describe those dims with size 1 instead of asking TMA for a zero stride.
-    q = torch.randn(2, 3, 300, 64, device=DEVICE, dtype=torch.bfloat16)
-    k, v = (
-        torch.randn(1, 1, 300, 64, device=DEVICE, dtype=torch.bfloat16).expand(2, 3, 300, 64)
-        for _ in "kv"
-    )
+    # K and V shared by every batch entry and head: the descriptors describe those dims with
+    # size 1 instead of asking TMA for a zero stride.
     calls = _spy(monkeypatch)
-    out = kernel.attention(q, k, v, is_causal=causal)
+    assert_broadcast_kv_is_correct(kernel.attention, causal, DEVICE)
     assert calls == [True]
-    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
-    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)
 
 
 def test_stage_table_covers_the_padded_head_dims():

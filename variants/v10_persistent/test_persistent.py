@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from common.reference import reference_attention
-from common.testing import Problem, assert_forward_launch_writes_every_row, make_inputs
+from common.testing import (
+    Problem,
+    assert_broadcast_kv_is_correct,
+    assert_forward_launch_writes_every_row,
+    make_inputs,
+    record_kernel_or_fallback,
+)
 from variants.v10_persistent import kernel, schedule
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -70,20 +76,7 @@ def test_three_stages_at_d128_do_not_fit():
 
 def _spy(monkeypatch):
     """Record whether each forward call ran the persistent kernel (True) or v08's forward."""
-    calls = []
-    real_launch, real_v08 = kernel.launch_forward, kernel.v08._forward
-
-    def launch(*args, **kwargs):
-        calls.append(True)
-        return real_launch(*args, **kwargs)
-
-    def v08_forward(*args, **kwargs):
-        calls.append(False)
-        return real_v08(*args, **kwargs)
-
-    monkeypatch.setattr(kernel, "launch_forward", launch)
-    monkeypatch.setattr(kernel.v08, "_forward", v08_forward)
-    return calls
+    return record_kernel_or_fallback(monkeypatch, kernel, kernel.v08)
 
 
 @pytest.mark.parametrize(
@@ -125,13 +118,6 @@ def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, 
 @needs_hopper
 @pytest.mark.parametrize("causal", [False, True])
 def test_broadcast_batch_and_heads_are_read_through_the_kernel(monkeypatch, causal):
-    q = torch.randn(2, 3, 300, 64, device=DEVICE, dtype=torch.bfloat16)
-    k, v = (
-        torch.randn(1, 1, 300, 64, device=DEVICE, dtype=torch.bfloat16).expand(2, 3, 300, 64)
-        for _ in "kv"
-    )
     calls = _spy(monkeypatch)
-    out = kernel.attention(q, k, v, is_causal=causal)
+    assert_broadcast_kv_is_correct(kernel.attention, causal, DEVICE)
     assert calls == [True]
-    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
-    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-2)
