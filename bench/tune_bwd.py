@@ -62,12 +62,13 @@ def _v09(cfg):
 
 BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 
-# v09: query rows per step, ring stages, host-built (else in-kernel) descriptors, the causal
-# diagonal's steps last in a loop of their own. 128-row steps at d=64 spill a little (ptxas: 30
-# LDL/STL) but hold twice the work per barrier.
+# v09: query rows per step, ring stages, the causal diagonal's steps last in a loop of their own
+# (causal only), dQ split between the consumers by query rows (128-row steps only) rather than
+# by columns. Host-built descriptors throughout (in-kernel ones cost 1-15%: v09 NOTES, run 4).
+# 128-row steps at d=64 spill a little (ptxas: 30 LDL/STL) but hold twice the work per barrier.
 V09 = {
-    64: [(128, 2, True, True), (128, 2, True, False), (64, 3, True, True), (64, 3, False, True)],
-    128: [(64, 2, True, False), (64, 2, True, True), (64, 3, True, False), (64, 2, False, False)],
+    64: [(128, 2, True, True), (128, 2, True, False), (64, 3, False, False)],
+    128: [(64, 2, False, False), (64, 3, False, False)],
 }
 
 
@@ -78,9 +79,10 @@ def candidates(head_dim, only=()):
     from variants.v07_fused_bwd import configs
 
     out = [("v04", "first choice", {})]
-    for block_m, stages, host, diag_last in V09[head_dim]:
-        tag = f"{block_m}x128 s{stages} {'host' if host else 'kdesc'}{' diag-last' * diag_last}"
-        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=host, DIAG_LAST=diag_last)
+    for block_m, stages, diag_last, rows in V09[head_dim]:
+        tag = f"{block_m}x128 s{stages}" + " diag-last" * diag_last + " dq-rows" * rows
+        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=True, DIAG_LAST=diag_last,
+                   DQ_ROWS=rows)  # fmt: skip
         out.append(("v09", tag, cfg))
     for i, c in enumerate(configs.BWD[configs.v04_configs.head_dim_class(head_dim)]):
         kw = dict(c.all_kwargs())

@@ -2,11 +2,12 @@
 
 A program owns 128 keys (two consumer warpgroups of 64, the wgmma M-tile) and steps through
 BLOCK_M queries at a time. Each consumer holds dK and dV ([64, BLOCK_D] fp32 each) for the whole
-loop, plus S^T and dP^T ([64, BLOCK_M] fp32 each) and its dQ half ([BLOCK_M, BLOCK_D / 2]) per
-step: 64 + 64 + 32 + 32 + 32 registers per thread at BLOCK_D = 128, BLOCK_M = 64, within the
-240 that `setmaxnreg` gives a consumer (ptxas: no spills). BLOCK_M = 128 at d=64 spills a little
-(30 LDL/STL, outside the loop) and is still the fastest: without a mask (NOTES.md, run 3) and,
-once the causal diagonal's steps have a loop of their own, with it (run 7).
+loop, plus S^T and dP^T ([64, BLOCK_M] fp32 each) and its half of dQ per step (half the columns
+at BLOCK_M = 64, half the rows at 128: kernel.py): 64 + 64 + 32 + 32 + 32 registers per thread
+at BLOCK_D = 128, BLOCK_M = 64, within the 240 that `setmaxnreg` gives a consumer (ptxas: no
+spills). BLOCK_M = 128 at d=64 spills a little (32 LDL/STL, 3 in the loop) and is still the
+fastest: without a mask (NOTES.md, run 3) and, once the causal diagonal's steps have a loop of
+their own, with it (run 7).
 Shared memory at BLOCK_D = 128, BLOCK_M = 64: K and V 64 KiB, Q and dO 32 KiB per stage, dS
 2 x 16 KiB, the dQ staging 32 KiB: 193 KiB at two stages, 226 KiB at three (ptxas).
 """
@@ -19,7 +20,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 # 2026-11-22-exp-bwd-v09-diag-last): d=128 64-query steps, two stages: 1.02 / 1.06 (4k tokens,
 # causal), 1.00 / 1.07 (16k). d=64 128-query steps: 1.04 / 1.02 (4k), 1.05 / 1.07 (16k), the
 # causal ones with the diagonal's steps last in a loop of their own (DIAG_LAST; in one loop
-# with 64-query steps, the config before: 0.95 / 0.97). DIAG_LAST at d=128 cost 3-6%.
+# with 64-query steps, the config before: 0.95 / 0.97). DIAG_LAST at d=128 cost 3-6%. With dQ
+# split by rows (run 8, two processes): d=64 1.05-1.11 / 1.07-1.08 (4k), 1.12 / 1.14-1.15 (16k).
 _TILES = {
     (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False),
     (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False),

@@ -9,10 +9,13 @@ Its warps take three roles (12 warps; the one-warp loader is padded to a warpgro
   dS^T = P^T (dP^T - Delta), and accumulates dV += P^T dO and dK += dS^T Q in registers, with
   P^T and dS^T fed to the tensor cores straight from registers.
 dQ = dS K sums over all 128 keys, so it cannot be split by keys: both consumers write their dS^T
-rows into one shared buffer, meet at an mbarrier, and each multiplies the whole dS by half of
-K's columns (FA3's split). Each then stages its [BLOCK_M, d/2] fp32 tile in shared memory and
-has the copy engine add it into the fp32 dQ buffer in L2 (a TMA reduce-add), which runs on while
-the warps go on to the next block.
+rows into one shared buffer and meet at an mbarrier. With 128-query steps (d <= 64) each then
+multiplies 64 of dS's query rows by all of K (DQ_ROWS); with 64-query steps, the whole dS by
+half of K's columns (FA3's split). At d=64 the column split makes [128, 32] products, wgmma
+N=32, which reload their A tile from shared memory for half the work; the row split's N=64 ran
+5-8% faster overall (NOTES.md, run 8). Each consumer then stages its fp32 tile in shared memory
+and has the copy engine add it into the fp32 dQ buffer in L2 (a TMA reduce-add), which runs on
+while the warps go on to the next block.
 
 The reduce-add is what makes this stage: with the same loop, vector `red.global.add` from
 registers ran at 0.76-0.85x cuDNN at d=128, the TMA reduce-add at 0.99-1.07x (NOTES.md).
@@ -92,12 +95,22 @@ def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_sme
 
 
 @gluon.jit
+def _send_dq(dq, desc_dq, dq_smem, row, WHICH: gl.constexpr, DQ_ROWS: gl.constexpr):
+    """Add this consumer's part of the dQ tile of the query block from ``row``."""
+    if DQ_ROWS:  # 64 query rows, every column
+        _add_dq(dq, desc_dq, dq_smem, row + WHICH * ROWS, 0)
+    else:  # every query row, half of the columns
+        _add_dq(dq, desc_dq, dq_smem, row, WHICH * dq.shape[1])
+
+
+@gluon.jit
 def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem,
           ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
           dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
-          ONLY_DIAGONAL: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+          ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, BLOCK_M: gl.constexpr,
+          STAGES: gl.constexpr):  # fmt: skip
     """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
-    dP^T, P^T and dS^T, then dV and dK, and this consumer's half of dQ. MASKED: the causal mask,
+    dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask,
     with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
     last key)."""
     op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
@@ -138,12 +151,14 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     fence_async_shared()
     mbarrier.arrive(ds_ready.index(buf))
     mbarrier.wait(ds_ready.index(buf), (i // 2) & 1)
-    dq = warpgroup_mma(
-        ds_smem.index(buf).permute((1, 0)), k_cols, dq_zero, use_acc=False, is_async=True
-    )
+    if DQ_ROWS:  # this consumer's 64 query rows of dQ, all columns: dS (64 x 128) @ K
+        ds_t = ds_smem.index(buf).slice(WHICH * ROWS, ROWS, dim=1).permute((1, 0))
+    else:  # every query row, this consumer's half of the columns: dS @ K[:, half]
+        ds_t = ds_smem.index(buf).permute((1, 0))
+    dq = warpgroup_mma(ds_t, k_cols, dq_zero, use_acc=False, is_async=True)
     dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
     mbarrier.arrive(free.index(stage))
-    _add_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH * dq_zero.shape[1])
+    _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
     return dk, dv
 
 
@@ -152,14 +167,18 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
               m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
               WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
-              BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+              DQ_ROWS: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr,
+              STAGES: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
     kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_D, 16]
     )
-    DQ_COLS: gl.constexpr = BLOCK_D // CONSUMERS
+    # dQ's [BLOCK_M, BLOCK_D] tile split between the consumers by rows (DQ_ROWS, 128-query
+    # steps) or by columns.
+    DQ_M: gl.constexpr = ROWS if DQ_ROWS else BLOCK_M
+    DQ_COLS: gl.constexpr = BLOCK_D if DQ_ROWS else BLOCK_D // CONSUMERS
     dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
     )
@@ -168,9 +187,12 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     key0 = start_n + WHICH * ROWS
     k_w = k_smem.slice(WHICH * ROWS, ROWS)
     v_w = v_smem.slice(WHICH * ROWS, ROWS)
-    k_cols = k_smem.slice(WHICH * DQ_COLS, DQ_COLS, dim=1)  # this consumer's half of dQ's columns
+    if DQ_ROWS:  # dQ's B operand: all of K
+        k_cols = k_smem
+    else:  # this consumer's half of K's columns
+        k_cols = k_smem.slice(WHICH * DQ_COLS, DQ_COLS, dim=1)
     s_zero = gl.zeros([ROWS, BLOCK_M], gl.float32, s_layout)
-    dq_zero = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, dq_layout)
+    dq_zero = gl.zeros([DQ_M, DQ_COLS], gl.float32, dq_layout)
     dk = gl.zeros([ROWS, BLOCK_D], gl.float32, kv_layout)
     dv = gl.zeros([ROWS, BLOCK_D], gl.float32, kv_layout)
     keys = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
@@ -190,20 +212,21 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
             dk, dv = _step(i, (m_first + n_diag + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, False, False, BLOCK_M,
+                           dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, BLOCK_M,
                            STAGES)  # fmt: skip
         for i in range(n_full, n_steps):
             dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, True, False, BLOCK_M,
+                           dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, BLOCK_M,
                            STAGES)  # fmt: skip
     else:
         for i in range(n_steps):
             dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
                            k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
                            do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
-                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, BLOCK_M, STAGES)  # fmt: skip
+                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, BLOCK_M,
+                           STAGES)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -225,7 +248,8 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr):  # fmt: skip
+             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr,
+             DQ_ROWS: gl.constexpr):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -279,9 +303,12 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_D], KV_LAYOUT)
     ds_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, BLOCK_M], DS_LAYOUT)
     # One fp32 dQ tile per consumer, staged for the reduce-add.
-    dq_smem = gl.allocate_shared_memory(
-        gl.float32, [CONSUMERS, BLOCK_M, BLOCK_D // CONSUMERS], desc_dq.layout
-    )
+    if DQ_ROWS:
+        dq_smem = gl.allocate_shared_memory(gl.float32, [CONSUMERS, ROWS, BLOCK_D], desc_dq.layout)
+    else:
+        dq_smem = gl.allocate_shared_memory(
+            gl.float32, [CONSUMERS, BLOCK_M, BLOCK_D // CONSUMERS], desc_dq.layout
+        )
     lse_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_M], vec_layout)
     delta_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_M], vec_layout)
     kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -306,12 +333,12 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
-                         SPLIT, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, BLOCK_M, BLOCK_D, STAGES)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
-                         SPLIT, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, BLOCK_M, BLOCK_D, STAGES)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
                        kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,

@@ -77,13 +77,19 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
 
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
-    ``dv``; ``config`` ({"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST"}) overrides the choices
-    below."""
+    ``dv``; ``config`` (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST: configs.py; DQ_ROWS)
+    overrides the choices below."""
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
     block_d = v08._block_d(d)
     config = {**configs.tiles(block_d, causal), **(config or {})}
     block_m = config["BLOCK_M"]
+    # dQ split between the consumers by query rows when each can have 64 (N=64 wgmma at d=64,
+    # not N=32: +5-8% there, NOTES.md run 8), else by columns.
+    dq_rows = config.get("DQ_ROWS", block_m == BLOCK_N)
+    if dq_rows and block_m != BLOCK_N:
+        raise ValueError(f"DQ_ROWS splits dQ into one 64-row half per consumer: BLOCK_M must be "
+                         f"{BLOCK_N}, got {block_m}")  # fmt: skip
     n_pad = dq_acc.shape[1]
     dt = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     q_layout = gl.NVMMASharedLayout.get_default_for([block_m, block_d], dt)
@@ -104,7 +110,10 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         (q, k, v, do), ([block_m, block_d], q_layout), ([BLOCK_N, block_d], kv_layout), host
     )
     # TMA boxes of at most 128 bytes (32 fp32 columns); the kernel issues one reduce per box.
-    dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
+    if dq_rows:  # each consumer adds 64 query rows, all columns
+        dq_block = [ROWS.value, min(32, block_d)]
+    else:  # each consumer adds every query row, half the columns
+        dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
     dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
     desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
@@ -117,6 +126,7 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
+        DQ_ROWS=dq_rows,
         num_warps=4,
     )  # fmt: skip
 

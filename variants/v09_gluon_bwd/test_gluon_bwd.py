@@ -62,6 +62,8 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (32, {"BLOCK_M": 128, "STAGES": 3}),
         (64, {"BLOCK_M": 64, "STAGES": 3}),  # two diagonal steps per program
         (16, {"BLOCK_M": 64}),
+        (64, {"DQ_ROWS": False}),  # 128-query steps, dQ split by columns
+        (16, {"BLOCK_M": 128, "DIAG_LAST": False}),  # dQ by rows, 16 columns
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
@@ -81,6 +83,13 @@ def test_expanded_grad_output_is_copied_for_tma():
     do = torch.ones(1, 1, 1, 1, device=DEVICE, dtype=torch.bfloat16).expand(q.shape)
     got = grads(q, k, v, do, False, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
     assert_grads_close(got, reference_grads(q, k, v, do, False), 2e-2)
+
+
+def test_dq_split_by_rows_needs_one_block_of_rows_per_consumer():
+    q, k, v = make_inputs(Problem(1, 1, 64, 64, 64, dtype=torch.bfloat16), DEVICE)
+    with pytest.raises(ValueError, match="DQ_ROWS"):
+        kernel.launch_backward(q, q, k, v, None, None, None, None, None, False, 0.125,
+                               config={"BLOCK_M": 64, "DQ_ROWS": True})  # fmt: skip
 
 
 def test_stage_table_covers_the_padded_head_dims():
