@@ -65,7 +65,7 @@ BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 # v09: query rows per step, ring stages, the causal diagonal's steps last in a loop of their own
 # (causal only), dQ split between the consumers by query rows (128-row steps only) rather than
 # by columns. Host-built descriptors throughout (in-kernel ones cost 1-15%: v09 NOTES, run 4).
-# 128-row steps at d=64 spill a little (ptxas: 30 LDL/STL) but hold twice the work per barrier.
+# 128-row steps at d=64 spill a little (ptxas: 32 LDL/STL) but hold twice the work per barrier.
 V09 = {
     64: [(128, 2, True, True), (128, 2, True, False), (64, 3, False, False)],
     128: [(64, 2, False, False), (64, 3, False, False)],
