@@ -62,13 +62,23 @@ def _v09(cfg):
 
 BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 
-# v09: query rows per step, ring stages, the causal diagonal's steps last in a loop of their own
-# (causal only), dQ split between the consumers by query rows (128-row steps only) rather than
-# by columns. Host-built descriptors throughout (in-kernel ones cost 1-15%: v09 NOTES, run 4).
-# 128-row steps at d=64 spill a little (ptxas: 32 LDL/STL) but hold twice the work per barrier.
+# v09: query rows per step and ring stages, then the switches that differ from the defaults
+# (configs.py): the causal diagonal's steps last in a loop of their own (DIAG_LAST, causal only),
+# dQ split between the consumers by query rows (DQ_ROWS, 128-row steps only) or taken by one
+# consumer per step in turns (DQ_TURNS, 64-row steps), and dK's product issued after dQ's so it
+# runs while dQ is sent (DQ_UNDER_DK). Host-built descriptors throughout (in-kernel ones cost
+# 1-15%: v09 NOTES, run 4). 128-row steps at d=64 spill a little but hold twice the work per
+# barrier.
+_V09_SWITCHES = ("DIAG_LAST", "DQ_ROWS", "DQ_TURNS", "DQ_UNDER_DK")
 V09 = {
-    64: [(128, 2, True, True), (128, 2, True, False), (64, 3, False, False)],
-    128: [(64, 2, False, False), (64, 3, False, False)],
+    64: [
+        (128, 2, "DIAG_LAST", "DQ_ROWS", "DQ_UNDER_DK"),
+        (128, 2, "DIAG_LAST", "DQ_ROWS"),
+        (64, 2, "DQ_TURNS"),
+        (64, 3, "DQ_TURNS"),
+        (64, 3),
+    ],
+    128: [(64, 2, "DQ_UNDER_DK"), (64, 2), (64, 2, "DQ_TURNS")],
 }
 
 
@@ -79,10 +89,10 @@ def candidates(head_dim, only=()):
     from variants.v07_fused_bwd import configs
 
     out = [("v04", "first choice", {})]
-    for block_m, stages, diag_last, rows in V09[head_dim]:
-        tag = f"{block_m}x128 s{stages}" + " diag-last" * diag_last + " dq-rows" * rows
-        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=True, DIAG_LAST=diag_last,
-                   DQ_ROWS=rows)  # fmt: skip
+    for block_m, stages, *switches in V09[head_dim]:
+        tag = " ".join([f"{block_m}x128 s{stages}", *(s.lower() for s in switches)])
+        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=True)
+        cfg.update((s, s in switches) for s in _V09_SWITCHES)
         out.append(("v09", tag, cfg))
     for i, c in enumerate(configs.BWD[configs.v04_configs.head_dim_class(head_dim)]):
         kw = dict(c.all_kwargs())

@@ -107,8 +107,8 @@ def _send_dq(dq, desc_dq, dq_smem, row, WHICH: gl.constexpr, DQ_ROWS: gl.constex
 def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem,
           ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
           dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
-          ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, BLOCK_M: gl.constexpr,
-          STAGES: gl.constexpr):  # fmt: skip
+          ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr,
+          BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
     dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask,
     with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
@@ -141,9 +141,10 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
     p_op = gl.convert_layout(p.to(dtype), op_layout)
     dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
-    dk = warpgroup_mma(gl.convert_layout(ds, op_layout), q_smem.index(stage), dk,
-                       is_async=True)  # fmt: skip
-    # Both halves of dS^T in shared memory (the store runs under dV's and dK's MMAs). Two
+    ds_op = gl.convert_layout(ds, op_layout)
+    if not DQ_UNDER_DK:
+        dk = warpgroup_mma(ds_op, q_smem.index(stage), dk, is_async=True)
+    # Both halves of dS^T in shared memory (the store runs under dV's MMA, and dK's). Two
     # buffers: a consumer reaches step i + 2 only after both have passed step i + 1's
     # barrier, which each enters after its dQ product of step i has completed.
     buf = i % 2
@@ -156,9 +157,19 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     else:  # every query row, this consumer's half of the columns: dS @ K[:, half]
         ds_t = ds_smem.index(buf).permute((1, 0))
     dq = warpgroup_mma(ds_t, k_cols, dq_zero, use_acc=False, is_async=True)
-    dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
-    mbarrier.arrive(free.index(stage))
-    _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
+    if DQ_UNDER_DK:
+        # dK's product queued behind dQ's, so the tensor cores have work while both consumers
+        # (in step since the dS barrier) stage their dQ tiles: +1-3% at d=128 without the
+        # causal mask, 7% slower with it at d=64 and d=128 (NOTES.md, run 10).
+        dk = warpgroup_mma(ds_op, q_smem.index(stage), dk, is_async=True)
+        dv, dq = warpgroup_mma_wait(1, deps=(dv, dq))
+        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
+        dk = warpgroup_mma_wait(0, deps=(dk,))
+        mbarrier.arrive(free.index(stage))
+    else:
+        dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
+        mbarrier.arrive(free.index(stage))
+        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
     return dk, dv
 
 
@@ -167,8 +178,8 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
               m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
               WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
-              DQ_ROWS: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr,
-              STAGES: gl.constexpr):  # fmt: skip
+              DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, BLOCK_M: gl.constexpr,
+              BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
@@ -212,21 +223,21 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
             dk, dv = _step(i, (m_first + n_diag + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, BLOCK_M,
-                           STAGES)  # fmt: skip
+                           dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, DQ_UNDER_DK,
+                           BLOCK_M, STAGES)  # fmt: skip
         for i in range(n_full, n_steps):
             dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, BLOCK_M,
-                           STAGES)  # fmt: skip
+                           dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, DQ_UNDER_DK,
+                           BLOCK_M, STAGES)  # fmt: skip
     else:
         for i in range(n_steps):
             dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
                            k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
                            do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
-                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, BLOCK_M,
-                           STAGES)  # fmt: skip
+                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, DQ_UNDER_DK,
+                           BLOCK_M, STAGES)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -248,8 +259,8 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr,
-             DQ_ROWS: gl.constexpr):  # fmt: skip
+             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
+             DQ_UNDER_DK: gl.constexpr):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -333,12 +344,12 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, DQ_UNDER_DK, BLOCK_M, BLOCK_D, STAGES)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, DQ_UNDER_DK, BLOCK_M, BLOCK_D, STAGES)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
                        kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,

@@ -77,8 +77,8 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
 
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
-    ``dv``; ``config`` (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST: configs.py; DQ_ROWS)
-    overrides the choices below."""
+    ``dv``; ``config`` (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK: configs.py;
+    DQ_ROWS) overrides the choices below."""
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
     block_d = v08._block_d(d)
@@ -126,7 +126,7 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
-        DQ_ROWS=dq_rows,
+        DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"],
         num_warps=4,
     )  # fmt: skip
 

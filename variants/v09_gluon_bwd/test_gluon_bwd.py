@@ -64,6 +64,8 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (16, {"BLOCK_M": 64}),
         (64, {"DQ_ROWS": False}),  # 128-query steps, dQ split by columns
         (16, {"BLOCK_M": 128, "DIAG_LAST": False}),  # dQ by rows, 16 columns
+        (64, {"DQ_UNDER_DK": True}),  # dK issued after dQ, still running while dQ is sent
+        (128, {"DQ_UNDER_DK": True}),  # (d=128: the default without the causal mask)
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
