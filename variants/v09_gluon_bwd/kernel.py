@@ -31,6 +31,7 @@ from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
 
 LOG2E = math.log2(math.e)
 BLOCK_N = CONSUMERS.value * ROWS.value
+CONFIG_KEYS = {"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS"}
 
 
 def applies(q, k, v, do) -> bool:
@@ -79,6 +80,9 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
     ``dv``; ``config`` (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK: configs.py;
     DQ_ROWS) overrides the choices below."""
+    unknown = set(config or {}) - CONFIG_KEYS
+    if unknown:  # a misspelt switch would otherwise run the default silently
+        raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
     block_d = v08._block_d(d)

@@ -94,6 +94,13 @@ def test_dq_split_by_rows_needs_one_block_of_rows_per_consumer():
                                config={"BLOCK_M": 64, "DQ_ROWS": True})  # fmt: skip
 
 
+def test_unknown_config_keys_are_refused():
+    q, k, v = make_inputs(Problem(1, 1, 64, 64, 64, dtype=torch.bfloat16), DEVICE)
+    with pytest.raises(ValueError, match="DQ_UNDERDK"):
+        kernel.launch_backward(q, q, k, v, None, None, None, None, None, False, 0.125,
+                               config={"DQ_UNDERDK": True})  # fmt: skip
+
+
 def test_stage_table_covers_the_padded_head_dims():
     assert all(kernel.v08._block_d(d) in configs.HEAD_DIMS for d in (16, 17, 32, 64, 96, 128))
     assert kernel.v08._block_d(129) not in configs.HEAD_DIMS
