@@ -24,15 +24,19 @@ HEAD_DIMS = (16, 32, 64, 128)
 # split by rows (run 8, two processes): d=64 1.05-1.11 / 1.07-1.08 (4k), 1.12 / 1.14-1.15 (16k).
 # DQ_UNDER_DK (run 10, two processes): d=128 non-causal +1-3.5% (519-522 against 508-513 TFLOP/s
 # at 4k, 561-570 against 548-555 at 16k); causal -7% at both head dims, d=64 non-causal +-1%.
+# DQ_PERM (run 13, dQ's rows staged without bank conflicts; two processes and a rotated A/B):
+# +2-4% without the mask at both head dims and with it at d=64 (16k causal 492-495 against
+# 481-484), d=64 4k causal -1 to +0.5%; d=128 causal 4-12% slower, unexplained (ncu: 4.6% more
+# cycles with the conflicts gone), so off there.
 _TILES = {
-    (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True),
-    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False),
-    (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False),
-    (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False),
+    (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
+    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=False),
+    (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=True),
+    (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False, DQ_PERM=True),
 }
 
 
 def tiles(block_d: int, causal: bool) -> dict:
-    """BLOCK_M, STAGES, DIAG_LAST and DQ_UNDER_DK for a padded head dim (16 and 32 take d=64's,
-    unmeasured)."""
+    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK and DQ_PERM for a padded head dim (16 and 32 take
+    d=64's, unmeasured)."""
     return dict(_TILES[(max(block_d, 64), causal)])

@@ -14,8 +14,9 @@ multiplies 64 of dS's query rows by all of K (DQ_ROWS); with 64-query steps, the
 half of K's columns (FA3's split). At d=64 the column split makes [128, 32] products, wgmma
 N=32, which reload their A tile from shared memory for half the work; the row split's N=64 ran
 5-8% faster overall (NOTES.md, run 8). Each consumer then stages its fp32 tile in shared memory
-and has the copy engine add it into the fp32 dQ buffer in L2 (a TMA reduce-add), which runs on
-while the warps go on to the next block.
+(with DQ_PERM its rows in an order free of bank conflicts: _add_dq) and has the copy engine add
+it into the fp32 dQ buffer in L2 (a TMA reduce-add), which runs on while the warps go on to the
+next block.
 
 The reduce-add is what makes this stage: with the same loop, vector `red.global.add` from
 registers ran at 0.76-0.85x cuDNN at d=128, the TMA reduce-add at 0.99-1.07x (NOTES.md).
@@ -48,9 +49,19 @@ def _tma_reduce_add(tensor_desc, coord, src, _semantic=None):
 
 
 @gluon.jit
-def _add_dq(dq, desc_dq, dq_smem, row, col):
-    """Add this consumer's [BLOCK_M, BLOCK_D / 2] fp32 dQ tile at (row, col) of the buffer."""
+def _add_dq(dq, desc_dq, dq_smem, row, col, DQ_PERM: gl.constexpr):
+    """Add this consumer's [rows, cols] fp32 dQ tile at (row, col) of the buffer."""
     tma.store_wait(0)  # the previous step's reduce has finished reading dq_smem
+    if DQ_PERM:
+        # Query row 4a + b of each group of 8 staged (and added) at row 2b + a: queries 0-3 at
+        # rows 0 2 4 6, 4-7 at 1 3 5 7; the dQ buffer keeps that order and kernel.py undoes it.
+        # A warp's 64-bit stores go in two halves of four rows x 32 bytes, and the 128-byte
+        # swizzle XORs a row's 16-byte chunks with the row index, so in natural order rows 2k
+        # and 2k + 1 share banks and each half takes two passes (ncu at 2x16x16384x128: 268M
+        # excess wavefronts, 8.5% of the shared-memory traffic). Rows 0 2 4 6: one pass.
+        R: gl.constexpr = dq.shape[0]
+        N: gl.constexpr = dq.shape[1]
+        dq = gl.reshape(gl.permute(gl.reshape(dq, [R // 8, 2, 4, N]), (0, 2, 1, 3)), [R, N])
     dq_smem.store(dq)
     fence_async_shared()
     # One reduce per TMA box (at most 128 bytes wide: 32 fp32 columns): Triton 3.6 lowers a
@@ -95,12 +106,14 @@ def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_sme
 
 
 @gluon.jit
-def _send_dq(dq, desc_dq, dq_smem, row, WHICH: gl.constexpr, DQ_ROWS: gl.constexpr):
+def _send_dq(
+    dq, desc_dq, dq_smem, row, WHICH: gl.constexpr, DQ_ROWS: gl.constexpr, DQ_PERM: gl.constexpr
+):
     """Add this consumer's part of the dQ tile of the query block from ``row``."""
     if DQ_ROWS:  # 64 query rows, every column
-        _add_dq(dq, desc_dq, dq_smem, row + WHICH * ROWS, 0)
+        _add_dq(dq, desc_dq, dq_smem, row + WHICH * ROWS, 0, DQ_PERM)
     else:  # every query row, half of the columns
-        _add_dq(dq, desc_dq, dq_smem, row, WHICH * dq.shape[1])
+        _add_dq(dq, desc_dq, dq_smem, row, WHICH * dq.shape[1], DQ_PERM)
 
 
 @gluon.jit
@@ -108,7 +121,7 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
           ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
           dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
           ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr,
-          BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+          DQ_PERM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
     dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask,
     with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
@@ -163,13 +176,13 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
         # causal mask, 7% slower with it at d=64 and d=128 (NOTES.md, run 10).
         dk = warpgroup_mma(ds_op, q_smem.index(stage), dk, is_async=True)
         dv, dq = warpgroup_mma_wait(1, deps=(dv, dq))
-        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
+        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS, DQ_PERM)
         dk = warpgroup_mma_wait(0, deps=(dk,))
         mbarrier.arrive(free.index(stage))
     else:
         dv, dk, dq = warpgroup_mma_wait(0, deps=(dv, dk, dq))
         mbarrier.arrive(free.index(stage))
-        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS)
+        _send_dq(dq, desc_dq, dq_smem, dq_row + m0, WHICH, DQ_ROWS, DQ_PERM)
     return dk, dv
 
 
@@ -178,8 +191,8 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
               m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
               WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
-              DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, BLOCK_M: gl.constexpr,
-              BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+              DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
+              BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
@@ -224,20 +237,20 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
                            dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, DQ_UNDER_DK,
-                           BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
         for i in range(n_full, n_steps):
             dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
                            dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, DQ_UNDER_DK,
-                           BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
     else:
         for i in range(n_steps):
             dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
                            k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
                            do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
                            sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, DQ_UNDER_DK,
-                           BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -260,7 +273,7 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
              HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
-             DQ_UNDER_DK: gl.constexpr):  # fmt: skip
+             DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -344,12 +357,14 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, DQ_UNDER_DK, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
+                         STAGES)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, DQ_UNDER_DK, BLOCK_M, BLOCK_D, STAGES)),
+                         SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
+                         STAGES)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
                        kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,

@@ -8,8 +8,9 @@ address), whatever the scale's sign.
 
 Around the kernel, on the host: Delta = rowsum(dO * O) by v04's preprocess; LSE and Delta copied
 into per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get P = 0
-with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer, then cut and cast. Summation
-order into dQ depends on timing, so dQ may differ in its last bits between runs.
+with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer (with DQ_PERM its rows in the
+kernel's bank-conflict-free order), then put in order, cut and cast. Summation order into dQ
+depends on timing, so dQ may differ in its last bits between runs.
 """
 
 import math
@@ -31,7 +32,7 @@ from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
 
 LOG2E = math.log2(math.e)
 BLOCK_N = CONSUMERS.value * ROWS.value
-CONFIG_KEYS = {"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS"}
+CONFIG_KEYS = {"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM"}
 
 
 def applies(q, k, v, do) -> bool:
@@ -77,9 +78,10 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
 
 
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
-    """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed), ``dk`` and
-    ``dv``; ``config`` (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK: configs.py;
-    DQ_ROWS) overrides the choices below."""
+    """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed; with DQ_PERM
+    the rows of each group of 8 in the order _backward undoes), ``dk`` and ``dv``; ``config``
+    (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
+    overrides the choices below."""
     unknown = set(config or {}) - CONFIG_KEYS
     if unknown:  # a misspelt switch would otherwise run the default silently
         raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
@@ -130,7 +132,7 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
-        DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"],
+        DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
         num_warps=4,
     )  # fmt: skip
 
@@ -144,12 +146,20 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
     dk, dv = new_output(k.shape, k), new_output(v.shape, v)
     if q.numel() == 0:  # no queries: nothing flows back to the keys
         return new_output(q.shape, q), dk.zero_(), dv.zero_()
-    block_m = {**configs.tiles(v08._block_d(d), causal), **(config or {})}["BLOCK_M"]
-    n_pad = triton.cdiv(n_q, block_m) * block_m
-    dq_acc = torch.zeros(B * H, n_pad, v08._block_d(d), dtype=torch.float32, device=q.device)
+    block_d = v08._block_d(d)
+    tiles = {**configs.tiles(block_d, causal), **(config or {})}
+    n_pad = triton.cdiv(n_q, tiles["BLOCK_M"]) * tiles["BLOCK_M"]
+    dq_acc = torch.zeros(B * H, n_pad, block_d, dtype=torch.float32, device=q.device)
     delta = v04.preprocess(do, o)
     launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
-    dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
+    if tiles["DQ_PERM"]:
+        # Each group of 8 query rows came back in the order 0 4 1 5 2 6 3 7 (gluon_bwd._add_dq):
+        # row 2b + a of a group holds query 4a + b. One copy puts them back and casts.
+        dq = torch.empty((B * H, n_pad // 8, 2, 4, block_d), dtype=q.dtype, device=q.device)
+        dq.copy_(dq_acc.view(B * H, n_pad // 8, 4, 2, block_d).transpose(2, 3))
+        dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d)
+    else:
+        dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
     return dq, dk, dv
 
 

@@ -66,6 +66,11 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (16, {"BLOCK_M": 128, "DIAG_LAST": False}),  # dQ by rows, 16 columns
         (64, {"DQ_UNDER_DK": True}),  # dK issued after dQ, still running while dQ is sent
         (128, {"DQ_UNDER_DK": True}),  # (d=128: the default without the causal mask)
+        (64, {"DQ_PERM": False}),  # dQ rows staged in order (default: permuted)
+        (128, {"DQ_PERM": True}),  # (causal: the default keeps them in order)
+        (128, {"DQ_PERM": True, "DQ_UNDER_DK": False}),
+        (64, {"DQ_PERM": True, "DQ_ROWS": False}),  # 128 permuted rows, half the columns
+        (16, {"BLOCK_M": 64, "DQ_PERM": True}),  # 8-column halves
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
