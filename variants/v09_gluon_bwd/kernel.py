@@ -154,10 +154,11 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
     launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
     if tiles["DQ_PERM"]:
         # Each group of 8 query rows came back in the order 0 4 1 5 2 6 3 7 (gluon_bwd._add_dq):
-        # row 2b + a of a group holds query 4a + b. One copy puts them back and casts.
+        # row 2b + a of a group holds query 4a + b. One copy puts them back and casts; a ragged
+        # length or padded head dim costs a second (bf16) one, so dQ holds no padding, as below.
         dq = torch.empty((B * H, n_pad // 8, 2, 4, block_d), dtype=q.dtype, device=q.device)
         dq.copy_(dq_acc.view(B * H, n_pad // 8, 4, 2, block_d).transpose(2, 3))
-        dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d)
+        dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d).contiguous()
     else:
         dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
     return dq, dk, dv
