@@ -1,14 +1,13 @@
-"""Backward tile configs of v07, v09 and v10 beside v04's backward and cuDNN's, checked and timed
-in one run.
+"""Backward tile configs of v07 and v09 beside v04's backward and cuDNN's, checked and timed in
+one run.
 
 ``python -m bench.tune_bwd [--out DIR] [--dims 64 128] [--quick] [--only v09 ...]``: for every
 flash workload (bf16, causal and not) it runs v06's forward once (O and the log-sum-exp the
 backwards need), times cuDNN's backward through autograd, v04's two-kernel backward at its
 first-choice configs, each v07 config launched directly, both with TMA reduce-adds and (first
-config) with element atomics for dQ, and each v09 config (Gluon; Hopper only), also through
-v10's persistent kernel. Every candidate's dQ, dK, dV are checked against cuDNN's; a timing
-covers everything the backward launches (Delta, the dQ buffer's zeroing and conversion
-included).
+config) with element atomics for dQ, and each v09 config (Gluon; Hopper only). Every
+candidate's dQ, dK, dV are checked against cuDNN's; a timing covers everything the backward
+launches (Delta, the dQ buffer's zeroing and conversion included).
 """
 
 from __future__ import annotations
@@ -61,16 +60,7 @@ def _v09(cfg):
     return run
 
 
-def _v10(cfg):
-    from variants.v10_persistent import kernel
-
-    def run(q, k, v, o, lse, do, causal):
-        return kernel._backward(do, q, k, v, o, lse, causal, q.shape[-1] ** -0.5, config=cfg)
-
-    return run
-
-
-BUILD = {"v04": _v04, "v07": _v07, "v09": _v09, "v10": _v10}
+BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 
 # v09: query rows per step and ring stages, then the switches that are on (configs.py): the
 # causal diagonal's steps last in a loop of their own (DIAG_LAST, causal only), dQ split between
@@ -93,19 +83,16 @@ V09 = {
 
 def candidates(head_dim, only=()):
     """(stage, label, config): v04 once, v07's listed configs with TMA reduce-adds, its first
-    config with element atomics (what the reduce-add is worth), and v09's configs, each also
-    through v10's persistent kernel; ``only`` keeps the named stages."""
+    config with element atomics (what the reduce-add is worth), and v09's configs; ``only``
+    keeps the named stages."""
     from variants.v07_fused_bwd import configs
 
     out = [("v04", "first choice", {})]
-    for stage in ("v09", "v10"):  # v10: v09's kernel made persistent, on the same switches
-        for block_m, stages, *switches in V09[head_dim]:
-            tag = " ".join([f"{block_m}x128 s{stages}", *(s.lower() for s in switches)])
-            cfg = dict(BLOCK_M=block_m, STAGES=stages)
-            if stage == "v09":
-                cfg["HOST_DESC"] = True
-            cfg.update((s, s in switches) for s in _V09_SWITCHES)
-            out.append((stage, tag, cfg))
+    for block_m, stages, *switches in V09[head_dim]:
+        tag = " ".join([f"{block_m}x128 s{stages}", *(s.lower() for s in switches)])
+        cfg = dict(BLOCK_M=block_m, STAGES=stages, HOST_DESC=True)
+        cfg.update((s, s in switches) for s in _V09_SWITCHES)
+        out.append(("v09", tag, cfg))
     for i, c in enumerate(configs.BWD[configs.v04_configs.head_dim_class(head_dim)]):
         kw = dict(c.all_kwargs())
         tag = f"{kw['BLOCK_M']}x{kw['BLOCK_N']} w{kw['num_warps']} s{kw['num_stages']}"
@@ -160,7 +147,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the 4096-token workloads only")
     parser.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="head dims")
     parser.add_argument("--workers", type=int, default=12, help="processes that precompile")
-    parser.add_argument("--only", nargs="*", default=[], help="stages to time: v04, v07, v09, v10")
+    parser.add_argument("--only", nargs="*", default=[], help="stages to time: v04, v07, v09")
     args = parser.parse_args(argv)
     # v04's backward at its first-choice configs and v06's forward without a search per shape
     # (set before the precompiling processes start, which inherit it).

@@ -77,59 +77,35 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
     return [host_descriptor(_rows(t), *tile) for t, tile in zip(tensors, tiles, strict=True)]
 
 
-def resolve_config(config, block_d: int, causal: bool, known=CONFIG_KEYS) -> dict:
-    """configs.py's tiles for this head dim and mask with ``config``'s overrides, and DQ_ROWS
-    decided: a ValueError for a key outside ``known`` (a misspelt switch would otherwise run the
-    default silently) or a row split the step cannot have."""
-    unknown = set(config or {}) - known
-    if unknown:
-        raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    config = {**configs.tiles(block_d, causal), **(config or {})}
-    # dQ split between the consumers by query rows when each can have 64 (N=64 wgmma at d=64,
-    # not N=32: +5-8% there, NOTES.md run 8), else by columns.
-    config.setdefault("DQ_ROWS", config["BLOCK_M"] == BLOCK_N)
-    if config["DQ_ROWS"] and config["BLOCK_M"] != BLOCK_N:
-        raise ValueError(f"DQ_ROWS splits dQ into one 64-row half per consumer: BLOCK_M must be "
-                         f"{BLOCK_N}, got {config['BLOCK_M']}")  # fmt: skip
-    return config
-
-
-def vector_descriptors(lse, delta, n_pad: int, block_m: int) -> list[TensorDescriptor]:
-    """LSE and Delta as fp32 [B*H*n_pad] vectors, each head padded to whole query blocks (LSE
-    with +inf, so P is 0 on padded queries), moved in ``block_m`` pieces."""
-    layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
-    return [
-        host_descriptor(x, [block_m], layout)
-        for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
-    ]
-
-
-def dq_descriptor(dq_acc, config: dict, block_d: int) -> TensorDescriptor:
-    """The fp32 dQ buffer [B*H*N_pad, BLOCK_D] in the boxes one consumer reduce-adds: TMA boxes of
-    at most 128 bytes (32 fp32 columns), one reduce per box."""
-    if config["DQ_ROWS"]:  # each consumer adds 64 query rows, all columns
-        block = [ROWS.value, min(32, block_d)]
-    else:  # each consumer adds every query row, half the columns
-        block = [config["BLOCK_M"], min(32, block_d // CONSUMERS.value)]
-    layout = gl.NVMMASharedLayout.get_default_for(block, gl.float32)
-    return host_descriptor(dq_acc.view(-1, block_d), block, layout)
-
-
 def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed; with DQ_PERM
     the rows of each group of 8 in the order _backward undoes), ``dk`` and ``dv``; ``config``
     (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
     overrides the choices below."""
+    unknown = set(config or {}) - CONFIG_KEYS
+    if unknown:  # a misspelt switch would otherwise run the default silently
+        raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
     B, H, n_q, d = q.shape
     n_kv = k.shape[2]
     block_d = v08._block_d(d)
-    config = resolve_config(config, block_d, causal)
+    config = {**configs.tiles(block_d, causal), **(config or {})}
     block_m = config["BLOCK_M"]
+    # dQ split between the consumers by query rows when each can have 64 (N=64 wgmma at d=64,
+    # not N=32: +5-8% there, NOTES.md run 8), else by columns.
+    dq_rows = config.get("DQ_ROWS", block_m == BLOCK_N)
+    if dq_rows and block_m != BLOCK_N:
+        raise ValueError(f"DQ_ROWS splits dQ into one 64-row half per consumer: BLOCK_M must be "
+                         f"{BLOCK_N}, got {block_m}")  # fmt: skip
     n_pad = dq_acc.shape[1]
     dt = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     q_layout = gl.NVMMASharedLayout.get_default_for([block_m, block_d], dt)
     kv_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_d], dt)
     ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
+    vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
+    vecs = [
+        host_descriptor(x, [block_m], vec_layout)
+        for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
+    ]
     host = config.get(
         "HOST_DESC",
         all(_rows(t) is not None for t in (q, k, v, do))
@@ -139,10 +115,16 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
     tensors = tile_operands(
         (q, k, v, do), ([block_m, block_d], q_layout), ([BLOCK_N, block_d], kv_layout), host
     )
+    # TMA boxes of at most 128 bytes (32 fp32 columns); the kernel issues one reduce per box.
+    if dq_rows:  # each consumer adds 64 query rows, all columns
+        dq_block = [ROWS.value, min(32, block_d)]
+    else:  # each consumer adds every query row, half the columns
+        dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
+    dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
+    desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
     attn_bwd[grid](
-        *tensors, dq_descriptor(dq_acc, config, block_d), dk, dv,
-        *vector_descriptors(lse, delta, n_pad, block_m),
+        *tensors, desc_dq, dk, dv, *vecs,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3],
         *dk.stride()[:3], *dv.stride()[:3],
         H, n_q, n_kv, n_pad, sm_scale, sm_scale * LOG2E,
@@ -150,48 +132,36 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
-        DQ_ROWS=config["DQ_ROWS"], DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
+        DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
         num_warps=4,
     )  # fmt: skip
 
 
-def gluon_backward(launch):
-    """A backward(do, q, k, v, o, lse, causal, sm_scale, config=None) -> (dq, dk, dv) that runs
-    ``launch`` (this kernel's launch_backward, or v10's persistent one: the same arguments) on the
-    calls ``applies`` takes and v04's backward on the others."""
-
-    def backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
-        if not v05.tma_addressable(do):  # e.g. the gradient of a transposed view's output
-            do = do.contiguous()
-        if not applies(q, k, v, do):
-            return v04._backward(do, q, k, v, o, lse, causal, sm_scale)
-        B, H, n_q, d = q.shape
-        dk, dv = new_output(k.shape, k), new_output(v.shape, v)
-        if q.numel() == 0:  # no queries: nothing flows back to the keys
-            return new_output(q.shape, q), dk.zero_(), dv.zero_()
-        block_d = v08._block_d(d)
-        tiles = {**configs.tiles(block_d, causal), **(config or {})}
-        n_pad = triton.cdiv(n_q, tiles["BLOCK_M"]) * tiles["BLOCK_M"]
-        dq_acc = torch.zeros(B * H, n_pad, block_d, dtype=torch.float32, device=q.device)
-        delta = v04.preprocess(do, o)
-        launch(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
-        if tiles["DQ_PERM"]:
-            # Each group of 8 query rows came back in the order 0 4 1 5 2 6 3 7
-            # (gluon_bwd._add_dq): row 2b + a of a group holds query 4a + b. One copy puts them
-            # back and casts; a ragged length or padded head dim costs a second (bf16) one, so
-            # dQ holds no padding, as below.
-            dq = torch.empty((B * H, n_pad // 8, 2, 4, block_d), dtype=q.dtype, device=q.device)
-            dq.copy_(dq_acc.view(B * H, n_pad // 8, 4, 2, block_d).transpose(2, 3))
-            dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d).contiguous()
-        else:
-            dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
-        return dq, dk, dv
-
-    return backward
-
-
-# Looked up at call time, so tests can wrap launch_backward.
-_backward = gluon_backward(lambda *args: launch_backward(*args))
+def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
+    if not v05.tma_addressable(do):  # e.g. the gradient of a transposed view's output
+        do = do.contiguous()
+    if not applies(q, k, v, do):
+        return v04._backward(do, q, k, v, o, lse, causal, sm_scale)
+    B, H, n_q, d = q.shape
+    dk, dv = new_output(k.shape, k), new_output(v.shape, v)
+    if q.numel() == 0:  # no queries: nothing flows back to the keys
+        return new_output(q.shape, q), dk.zero_(), dv.zero_()
+    block_d = v08._block_d(d)
+    tiles = {**configs.tiles(block_d, causal), **(config or {})}
+    n_pad = triton.cdiv(n_q, tiles["BLOCK_M"]) * tiles["BLOCK_M"]
+    dq_acc = torch.zeros(B * H, n_pad, block_d, dtype=torch.float32, device=q.device)
+    delta = v04.preprocess(do, o)
+    launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
+    if tiles["DQ_PERM"]:
+        # Each group of 8 query rows came back in the order 0 4 1 5 2 6 3 7 (gluon_bwd._add_dq):
+        # row 2b + a of a group holds query 4a + b. One copy puts them back and casts; a ragged
+        # length or padded head dim costs a second (bf16) one, so dQ holds no padding, as below.
+        dq = torch.empty((B * H, n_pad // 8, 2, 4, block_d), dtype=q.dtype, device=q.device)
+        dq.copy_(dq_acc.view(B * H, n_pad // 8, 4, 2, block_d).transpose(2, 3))
+        dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d).contiguous()
+    else:
+        dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
+    return dq, dk, dv
 
 
 _Attention = v04.autograd_function(v08._forward, _backward)

@@ -1,11 +1,10 @@
-"""v10: v08's Gluon forward and v09's Gluon backward as persistent kernels.
+"""v10: v08's Gluon forward as a persistent kernel, with v09's backward.
 
-The kernels are ``gluon_fwd.attn_fwd`` and ``gluon_bwd.attn_bwd``; ``schedule.py`` deals the row
-blocks (forward) and key blocks (backward) to their programs. The forward takes the calls v08's
-kernel takes (``v08.applies``: Hopper, fp16/bf16, head dims padded to 16-128, a positive scale,
-TMA-addressable layouts) with the same descriptors and consumer counts, the backward those v09's
-takes (``v09.applies``), with v09's tiles and switches; everything else goes to v08's forward and
-v04's backward (every CPU run: Gluon has no interpreter path).
+The kernel is ``gluon_fwd.attn_fwd``; ``schedule.py`` deals the row blocks to its programs. It
+takes the calls v08's kernel takes (``v08.applies``: Hopper, fp16/bf16, head dims padded to
+16-128, a positive scale, TMA-addressable layouts) with the same descriptors and consumer counts;
+everything else goes to v08's forward, which hands on to v06 and v05 where it must (every CPU
+run: Gluon has no interpreter path).
 """
 
 import functools
@@ -22,10 +21,8 @@ from variants.v08_gluon import kernel as v08
 from variants.v09_gluon_bwd import kernel as v09
 
 from . import CAPABILITIES
-from .gluon_bwd import BLOCK_N as BWD_BLOCK_N
-from .gluon_bwd import attn_bwd
 from .gluon_fwd import ROWS, attn_fwd
-from .schedule import key_schedule, schedule
+from .schedule import schedule
 
 LOG2E = math.log2(math.e)
 
@@ -79,45 +76,7 @@ _forward = v08.gluon_forward(
 )
 
 
-# v09's switches less HOST_DESC (every operand here is a [B, H, N, d] descriptor), and PROGRAMS.
-BWD_CONFIG_KEYS = (v09.CONFIG_KEYS - {"HOST_DESC"}) | {"PROGRAMS"}
-
-
-def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
-    """Run the persistent backward (v09's arguments: ``dq_acc`` fp32 [B*H, N_pad, BLOCK_D],
-    zeroed); ``config`` takes v09's keys (BLOCK_M, STAGES, DIAG_LAST, DQ_ROWS, DQ_UNDER_DK,
-    DQ_PERM), defaulting to v09's configs.py, and PROGRAMS (by default one per SM)."""
-    B, H, n_q, d = q.shape
-    n_kv = k.shape[2]
-    block_d = v08._block_d(d)
-    config = v09.resolve_config(config, block_d, causal, BWD_CONFIG_KEYS)
-    block_m = config["BLOCK_M"]
-    n_blocks = B * H * triton.cdiv(n_kv, BWD_BLOCK_N.value)
-    programs = min(config.get("PROGRAMS", _sm_count(q.device.index)), n_blocks)
-    if programs == 0:  # no keys: dK and dV are empty
-        return
-    blocks, starts = key_schedule(
-        B, H, n_q, n_kv, causal, BWD_BLOCK_N.value, block_m, programs, q.device
-    )
-    rows = (block_m, BWD_BLOCK_N.value, BWD_BLOCK_N.value, block_m)
-    descs = [v08.head_descriptor(t, r, block_d) for t, r in zip((q, k, v, do), rows, strict=True)]
-    n_pad = dq_acc.shape[1]
-    attn_bwd[(programs,)](
-        *descs, v09.dq_descriptor(dq_acc, config, block_d), dk, dv,
-        *v09.vector_descriptors(lse, delta, n_pad, block_m), blocks, starts,
-        *dk.stride()[:3], *dv.stride()[:3], H, n_q, n_kv, n_pad, sm_scale, sm_scale * LOG2E,
-        IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_M=block_m, STAGES=config["STAGES"],
-        CONSUMER_REGS=v09.configs.CONSUMER_REGS, DIAG_LAST=config["DIAG_LAST"],
-        DQ_ROWS=config["DQ_ROWS"], DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
-        num_warps=4,
-    )  # fmt: skip
-
-
-# v09's call handling around this launch (looked up at call time, so tests can wrap it).
-_backward = v09.gluon_backward(lambda *args: launch_backward(*args))
-
-
-_Attention = v04.autograd_function(_forward, _backward)
+_Attention = v04.autograd_function(_forward, v09._backward)
 
 
 @split_batch_heads

@@ -1,5 +1,4 @@
-"""Which row blocks (forward) or key blocks (backward) each persistent program walks, and in
-what order (host side, no GPU).
+"""Which row blocks each persistent program walks, and in what order (host side, no GPU).
 
 A row block is one program's worth of queries in v08's kernel: 64 x CONSUMERS rows of one
 (batch, head). Its cost is the number of 128-key tiles it walks (all of them without a mask;
@@ -11,10 +10,8 @@ first, LPT). That is what the hardware's block scheduler does with v08's grid, d
 host with estimated instead of measured times. Without a mask every block costs the same and the
 deal is round-robin.
 
-The backward's items are key blocks, costed in query steps (``key_schedule``), dealt the same way.
-The result is two int32 tensors: ``blocks`` [n_blocks, 3] (row or key block, batch, head) grouped
-by program, and ``starts`` [programs + 1], program p's blocks being
-``blocks[starts[p]:starts[p+1]]``.
+The result is two int32 tensors: ``blocks`` [n_blocks, 3] (row block, batch, head) grouped by
+program, and ``starts`` [programs + 1], program p's blocks being ``blocks[starts[p]:starts[p+1]]``.
 """
 
 import functools
@@ -53,52 +50,23 @@ def deal(costs: list[int], programs: int) -> list[list[int]]:
     return owned
 
 
-def _table(batch: int, heads: int, order: list[int], per_head: list[int], programs: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Deal ``batch`` x ``heads`` copies of one head's blocks, walked in ``order`` (block indices,
-    each costing ``per_head[block]``), and lay the result out as (blocks, starts)."""
-    n_blocks = len(per_head)
-    costs = [per_head[m] for m in order] * (batch * heads)
-    owned = deal(costs, programs)
-    table = torch.empty(len(costs), 3, dtype=torch.int32)
-    block = torch.tensor(order)
-    starts = [0]
-    for items in owned:
-        idx = torch.tensor(items, dtype=torch.int64)
-        bh, m = idx // n_blocks, block[idx % n_blocks]
-        table[starts[-1] : starts[-1] + len(items)] = torch.stack((m, bh // heads, bh % heads), 1)
-        starts.append(starts[-1] + len(items))
-    return table.to(device), torch.tensor(starts, dtype=torch.int32, device=device)
-
-
 @functools.lru_cache(maxsize=64)
 def schedule(batch: int, heads: int, n_q: int, n_kv: int, causal: bool, rows: int, block_n: int,
              programs: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The forward's ``(blocks, starts)`` on ``device`` for ``programs`` programs (module
-    docstring); cached per shape, so a training loop builds it once."""
+    """``(blocks, starts)`` on ``device`` for ``programs`` programs (module docstring); cached
+    per shape, so a training loop builds it once."""
     n_blocks = -(-n_q // rows)
     per_head = block_costs(n_blocks, rows, n_kv, causal, block_n)
     # Each head's longest block first: the last one under the causal mask, any one without.
     order = list(range(n_blocks - 1, -1, -1)) if causal else list(range(n_blocks))
-    return _table(batch, heads, order, per_head, programs, device)
-
-
-def key_block_costs(n_blocks: int, block_n: int, n_q: int, causal: bool, block_m: int) -> list[int]:
-    """The query steps (``block_m`` rows each) each key block of one head walks, block 0 first:
-    all of them without a mask; under it, those from the block holding its first key on."""
-    steps = -(-n_q // block_m)
-    if not causal:
-        return [steps] * n_blocks
-    return [max(steps - kb * block_n // block_m, 0) for kb in range(n_blocks)]
-
-
-@functools.lru_cache(maxsize=64)
-def key_schedule(batch: int, heads: int, n_q: int, n_kv: int, causal: bool, block_n: int,
-                 block_m: int, programs: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The backward's ``(blocks, starts)``: its items are key blocks (``block_n`` keys of one
-    head), listed head by head with block 0 (the longest under the causal mask) first, the order
-    v09's grid runs them in, and dealt the same way."""
-    n_blocks = -(-n_kv // block_n)
-    per_head = key_block_costs(n_blocks, block_n, n_q, causal, block_m)
-    return _table(batch, heads, list(range(n_blocks)), per_head, programs, device)
+    costs = [per_head[m] for m in order] * (batch * heads)
+    owned = deal(costs, programs)
+    table = torch.empty(len(costs), 3, dtype=torch.int32)
+    row_block = torch.tensor(order)
+    starts = [0]
+    for items in owned:
+        idx = torch.tensor(items, dtype=torch.int64)
+        bh, m = idx // n_blocks, row_block[idx % n_blocks]
+        table[starts[-1] : starts[-1] + len(items)] = torch.stack((m, bh // heads, bh % heads), 1)
+        starts.append(starts[-1] + len(items))
+    return table.to(device), torch.tensor(starts, dtype=torch.int32, device=device)

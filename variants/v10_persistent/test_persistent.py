@@ -1,4 +1,4 @@
-"""What only v10 has: the schedules (CPU) and the persistent kernels' direct launches (GPU)."""
+"""What only v10 has: the schedule (CPU) and the persistent kernel's direct launches (GPU)."""
 
 import pytest
 import torch
@@ -8,13 +8,9 @@ from common.testing import (
     Problem,
     assert_broadcast_kv_is_correct,
     assert_forward_launch_writes_every_row,
-    assert_grads_close,
-    grads,
     make_inputs,
     record_kernel_or_fallback,
-    reference_grads,
 )
-from common.validation import poisoned_outputs
 from variants.v10_persistent import kernel, schedule
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -72,48 +68,6 @@ def test_schedule_without_a_mask_is_round_robin():
     assert len(set(loads)) <= 2
 
 
-@pytest.mark.parametrize(
-    "batch, heads, n_q, n_kv, causal, block_m, programs",
-    [(2, 3, 1000, 1000, True, 128, 7), (1, 5, 4096, 4096, True, 64, 132),
-     (3, 1, 129, 5000, True, 64, 2), (1, 2, 5000, 129, False, 128, 3),
-     (1, 1, 64, 64, True, 128, 1)],
-)  # fmt: skip
-def test_key_schedule_deals_every_key_block_once_and_evenly(
-    batch, heads, n_q, n_kv, causal, block_m, programs
-):
-    blocks, starts = schedule.key_schedule(
-        batch, heads, n_q, n_kv, causal, 128, block_m, programs, torch.device("cpu")
-    )
-    n_blocks = -(-n_kv // 128)
-    costs = schedule.key_block_costs(n_blocks, 128, n_q, causal, block_m)
-    want = {(m, z, h) for m in range(n_blocks) for z in range(batch) for h in range(heads)}
-    got = [tuple(b) for b in blocks.tolist()]
-    assert len(got) == len(want) and set(got) == want
-    loads = [
-        sum(costs[m] + schedule.OVERHEAD for m, _, _ in got[starts[p] : starts[p + 1]])
-        for p in range(programs)
-    ]
-    assert max(loads) - min(loads) <= max(costs) + schedule.OVERHEAD
-
-
-def test_key_block_costs_count_the_query_steps_that_see_each_block():
-    # 1000 queries in 64-row steps: 16 steps; under the mask key block b (keys 128b on) starts
-    # at query step 2b, and blocks past every query walk none.
-    assert schedule.key_block_costs(9, 128, 1000, True, 64) == [16, 14, 12, 10, 8, 6, 4, 2, 0]
-    assert schedule.key_block_costs(3, 128, 1000, False, 128) == [8, 8, 8]
-
-
-def test_backward_config_keys_are_checked():
-    q, k, v = make_inputs(Problem(1, 1, 64, 64, 64, dtype=torch.bfloat16), "cpu")
-    # Every operand is a [B, H, N, d] descriptor here: v09's HOST_DESC switch has no meaning.
-    with pytest.raises(ValueError, match="HOST_DESC"):
-        kernel.launch_backward(q, q, k, v, None, None, None, None, None, False, 0.125,
-                               config={"HOST_DESC": True})  # fmt: skip
-    with pytest.raises(ValueError, match="DQ_ROWS"):
-        kernel.launch_backward(q, q, k, v, None, None, None, None, None, False, 0.125,
-                               config={"BLOCK_M": 64, "DQ_ROWS": True})  # fmt: skip
-
-
 def test_three_stages_at_d128_do_not_fit():
     q, k, v = make_inputs(Problem(1, 1, 64, 64, 128, dtype=torch.bfloat16), "cpu")
     with pytest.raises(ValueError, match="config: 3 stages x 2 consumers at head dim 128"):
@@ -167,74 +121,3 @@ def test_broadcast_batch_and_heads_are_read_through_the_kernel(monkeypatch, caus
     calls = _spy(monkeypatch)
     assert_broadcast_kv_is_correct(kernel.attention, causal, DEVICE)
     assert calls == [True]
-
-
-@needs_hopper
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (384, 384)])
-@pytest.mark.parametrize(
-    "d, config",
-    [
-        (64, {"PROGRAMS": 1}),  # one program walks all 2 x 3 heads' key blocks
-        (64, {"PROGRAMS": 5}),
-        (64, {"PROGRAMS": 5, "DIAG_LAST": False}),  # causal: one loop, the mask checked per step
-        (128, {"PROGRAMS": 1}),
-        (128, {"PROGRAMS": 7, "STAGES": 3}),  # a ring of three across blocks
-        (128, {"PROGRAMS": 4, "DIAG_LAST": True, "DQ_PERM": True}),
-        (128, {"DQ_UNDER_DK": False}),  # one program per SM (at most one block each here)
-        (64, {"PROGRAMS": 3, "DQ_ROWS": False, "DQ_UNDER_DK": True}),
-        (16, {"PROGRAMS": 2, "BLOCK_M": 64}),
-        (32, {"PROGRAMS": 3, "BLOCK_M": 128, "STAGES": 3, "DQ_PERM": False}),
-    ],
-)
-def test_persistent_backward_writes_every_gradient(causal, n_q, n_k, d, config):
-    # Few programs: each walks several heads' key blocks, so the Q/dO ring, the dS buffers'
-    # and K/V's barrier parities and the dQ staging carry across blocks; dK/dV start as NaN and
-    # every key block adds into dQ, so a lost, doubled or misplaced block fails.
-    q, k, v = make_inputs(Problem(2, 3, n_q, n_k, d, dtype=torch.bfloat16), DEVICE)
-    do = torch.randn(q.shape, device=DEVICE).to(q.dtype)
-    o, lse = kernel.v08._forward(q, k, v, causal, d**-0.5)
-    with poisoned_outputs():
-        got = kernel._backward(do, q, k, v, o, lse, causal, d**-0.5, config=config)
-    assert_grads_close(got, reference_grads(q, k, v, do, causal), 2e-2)
-
-
-@needs_hopper
-@pytest.mark.parametrize(
-    "n_q, n_k, d, causal, layout",
-    [(300, 257, 64, True, "bnhd"), (130, 130, 96, False, "contiguous"),
-     (50, 300, 128, True, "bnhd")],
-)  # fmt: skip
-def test_backward_runs_the_persistent_kernel(monkeypatch, n_q, n_k, d, causal, layout):
-    # Strided per-head views, ragged lengths and a padded head dim go through the [B, H, N, d]
-    # descriptors (v09 built descriptors in the kernel for them).
-    calls = []
-    real = kernel.launch_backward
-    monkeypatch.setattr(
-        kernel, "launch_backward", lambda *a, **kw: calls.append(True) or real(*a, **kw)
-    )
-    q, k, v = make_inputs(Problem(2, 2, n_q, n_k, d, causal, torch.bfloat16, layout), DEVICE)
-    do = torch.randn(q.shape, device=DEVICE).to(q.dtype)
-    with poisoned_outputs():
-        got = grads(q, k, v, do, causal, lambda q, k, v, c: kernel.attention(q, k, v, is_causal=c))
-    assert calls == [True]
-    assert_grads_close(got, reference_grads(q, k, v, do, causal), 2e-2)
-
-
-@needs_hopper
-@pytest.mark.parametrize("causal", [False, True])
-def test_broadcast_kv_gradients_through_the_persistent_kernel(causal):
-    # K and V shared by every batch entry and head (stride 0): read as one copy, while dK and
-    # dV come out per head and autograd sums them.
-    q = torch.randn(2, 3, 300, 64, device=DEVICE, dtype=torch.bfloat16)
-    k, v = (torch.randn(1, 1, 300, 64, device=DEVICE, dtype=torch.bfloat16) for _ in "kv")
-    do = torch.randn_like(q)
-
-    def expanded(attention):
-        return lambda q, k, v, c: attention(q, k.expand(2, 3, -1, -1), v.expand(2, 3, -1, -1),
-                                            is_causal=c)  # fmt: skip
-
-    got = grads(q, k, v, do, causal, expanded(kernel.attention))
-    want = grads(q.double(), k.double(), v.double(), do.double(), causal,
-                 expanded(reference_attention))  # fmt: skip
-    assert_grads_close(got, want, 2e-2)
