@@ -9,7 +9,8 @@ address), whatever the scale's sign.
 Around the kernel, on the host: Delta = rowsum(dO * O) by v04's preprocess; LSE and Delta copied
 into per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get P = 0
 with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer (with DQ_PERM its rows in the
-kernel's bank-conflict-free order), then put in order, cut and cast. Summation order into dQ
+kernel's bank-conflict-free order), then put in order, cut and cast in one pass (dq_cast.py).
+Summation order into dQ
 depends on timing, so dQ may differ in its last bits between runs.
 """
 
@@ -28,6 +29,7 @@ from variants.v05_hopper import kernel as v05
 from variants.v08_gluon import kernel as v08
 
 from . import CAPABILITIES, configs
+from .dq_cast import dq_from_buffer
 from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
 
 LOG2E = math.log2(math.e)
@@ -152,15 +154,8 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
     dq_acc = torch.zeros(B * H, n_pad, block_d, dtype=torch.float32, device=q.device)
     delta = v04.preprocess(do, o)
     launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
-    if tiles["DQ_PERM"]:
-        # Each group of 8 query rows came back in the order 0 4 1 5 2 6 3 7 (gluon_bwd._add_dq):
-        # row 2b + a of a group holds query 4a + b. One copy puts them back and casts; a ragged
-        # length or padded head dim costs a second (bf16) one, so dQ holds no padding, as below.
-        dq = torch.empty((B * H, n_pad // 8, 2, 4, block_d), dtype=q.dtype, device=q.device)
-        dq.copy_(dq_acc.view(B * H, n_pad // 8, 4, 2, block_d).transpose(2, 3))
-        dq = dq.view(B * H, n_pad, block_d)[:, :n_q, :d].reshape(B, H, n_q, d).contiguous()
-    else:
-        dq = dq_acc[:, :n_q, :d].reshape(B, H, n_q, d).to(q.dtype)
+    # Back to query order (DQ_PERM), cut to N_Q and d, and cast: one pass (dq_cast.py).
+    dq = dq_from_buffer(dq_acc, q, tiles["DQ_PERM"])
     return dq, dk, dv
 
 

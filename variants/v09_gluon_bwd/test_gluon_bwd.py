@@ -12,6 +12,7 @@ from common.testing import (
 )
 from common.validation import poisoned_outputs
 from variants.v09_gluon_bwd import configs, kernel
+from variants.v09_gluon_bwd.dq_cast import dq_from_buffer
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
@@ -82,6 +83,37 @@ def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
     with poisoned_outputs():
         dq, dk, dv = kernel._backward(do, q, k, v, o, lse, causal, d**-0.5, config=config)
     assert_grads_close((dq, dk, dv), reference_grads(q, k, v, do, causal), 2e-2)
+
+
+@pytest.mark.parametrize("perm", [False, True])
+@pytest.mark.parametrize(
+    "n_q, d, n_pad, block_d, dtype",
+    [(64, 64, 64, 64, torch.bfloat16), (70, 50, 128, 64, torch.float16),
+     (33, 16, 64, 16, torch.bfloat16), (8, 96, 8, 128, torch.float16),
+     (1, 32, 64, 32, torch.float16)],
+)  # fmt: skip
+def test_dq_cast_puts_rows_back_cuts_and_casts(perm, n_q, d, n_pad, block_d, dtype):
+    # The buffer's padding (rows past N_Q, columns past d) holds values that must not leak, and
+    # dQ starts as NaN: a row read from the wrong place or left unwritten fails.
+    B, H = 2, 3
+    want = torch.randn(B, H, n_q, d, device=DEVICE)
+    acc = torch.randn(B * H, n_pad, block_d, device=DEVICE) * 100
+    acc[:, :n_q, :d] = want.reshape(B * H, n_q, d)
+    if perm:  # the kernel's staging order: query 4a + b of each group of 8 at row 2b + a
+        acc = acc.view(B * H, n_pad // 8, 2, 4, block_d).transpose(2, 3).reshape(acc.shape)
+    like = torch.empty(B, H, n_q, d, device=DEVICE, dtype=dtype)
+    with poisoned_outputs():
+        got = dq_from_buffer(acc, like, perm)
+    assert got.dtype == dtype and got.is_contiguous()
+    # Exact, but for the interpreter's bf16 conversion, which truncates (within one bf16 step).
+    rtol = 2**-7 if dtype == torch.bfloat16 and not HOPPER else 0
+    torch.testing.assert_close(got.float(), want.to(dtype).float(), rtol=rtol, atol=0)
+
+
+def test_dq_cast_refuses_a_buffer_too_small():
+    like = torch.empty(1, 2, 70, 64, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="dq_acc"):
+        dq_from_buffer(torch.zeros(2, 64, 64), like, False)
 
 
 def test_expanded_grad_output_is_copied_for_tma():
