@@ -10,8 +10,7 @@ Around the kernel, on the host: Delta = rowsum(dO * O) by v04's preprocess; LSE 
 into per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get P = 0
 with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer (with DQ_PERM its rows in the
 kernel's bank-conflict-free order), then put in order, cut and cast in one pass (dq_cast.py).
-Summation order into dQ
-depends on timing, so dQ may differ in its last bits between runs.
+Summation order into dQ depends on timing, so dQ may differ in its last bits between runs.
 """
 
 import math
