@@ -6,17 +6,17 @@ path: on CPU, and for anything the kernel does not cover, v04's backward runs. T
 the calls v08's forward takes (Hopper, fp16/bf16, head dims padded to 16-128, layouts TMA can
 address), whatever the scale's sign.
 
-Around the kernel, on the host: Delta = rowsum(dO * O) by v04's preprocess; LSE and Delta copied
-into per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get P = 0
-with no mask); dQ summed in an fp32 [B*H, N_pad, BLOCK_D] buffer (with DQ_PERM its rows in the
-kernel's bank-conflict-free order), then put in order, cut and cast in one pass (dq_cast.py).
+Around the kernel, one pass before it (prepare.py): Delta = rowsum(dO * O) and the forward's LSE,
+each in per-head buffers padded to whole query blocks (LSE with +inf, so padded queries get
+P = 0 with no mask), and the zeroed fp32 [B*H, N_pad, BLOCK_D] buffer dQ is summed in (with
+DQ_PERM its rows in the kernel's bank-conflict-free order); one pass after it puts dQ in order,
+cuts and casts it (dq_cast.py).
 Summation order into dQ depends on timing, so dQ may differ in its last bits between runs.
 """
 
 import math
 
 import torch
-import torch.nn.functional as F
 import triton
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -30,6 +30,7 @@ from variants.v08_gluon import kernel as v08
 from . import CAPABILITIES, configs
 from .dq_cast import dq_from_buffer
 from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
+from .prepare import prepare
 
 LOG2E = math.log2(math.e)
 BLOCK_N = CONSUMERS.value * ROWS.value
@@ -46,12 +47,6 @@ def applies(q, k, v, do) -> bool:
         and v08._block_d(q.shape[-1]) in configs.HEAD_DIMS
         and all(v05.tma_addressable(t) for t in (q, k, v, do))
     )
-
-
-def _padded(x: torch.Tensor, n_pad: int, value: float) -> torch.Tensor:
-    """[B, H, N] fp32 as one [B*H*n_pad] vector, each head padded with ``value``."""
-    B, H, n = x.shape
-    return F.pad(x.reshape(B * H, n), (0, n_pad - n), value=value).reshape(-1)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor | None:
@@ -78,9 +73,11 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
     return [host_descriptor(_rows(t), *tile) for t, tile in zip(tensors, tiles, strict=True)]
 
 
-def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config=None):
+def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_scale,
+                    config=None):  # fmt: skip
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed; with DQ_PERM
-    the rows of each group of 8 in the order _backward undoes), ``dk`` and ``dv``; ``config``
+    the rows of each group of 8 in the order _backward undoes), ``dk`` and ``dv``, from the
+    forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py); ``config``
     (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
     overrides the choices below."""
     unknown = set(config or {}) - CONFIG_KEYS
@@ -103,10 +100,7 @@ def launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, c
     kv_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_d], dt)
     ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
     vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
-    vecs = [
-        host_descriptor(x, [block_m], vec_layout)
-        for x in (_padded(lse, n_pad, math.inf), _padded(delta, n_pad, 0.0))
-    ]
+    vecs = [host_descriptor(x, [block_m], vec_layout) for x in (lse_pad, delta_pad)]
     host = config.get(
         "HOST_DESC",
         all(_rows(t) is not None for t in (q, k, v, do))
@@ -150,9 +144,8 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
     block_d = v08._block_d(d)
     tiles = {**configs.tiles(block_d, causal), **(config or {})}
     n_pad = triton.cdiv(n_q, tiles["BLOCK_M"]) * tiles["BLOCK_M"]
-    dq_acc = torch.zeros(B * H, n_pad, block_d, dtype=torch.float32, device=q.device)
-    delta = v04.preprocess(do, o)
-    launch_backward(do, q, k, v, lse, delta, dq_acc, dk, dv, causal, sm_scale, config)
+    lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d)
+    launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_scale, config)
     # Back to query order (DQ_PERM), cut to N_Q and d, and cast: one pass (dq_cast.py).
     dq = dq_from_buffer(dq_acc, q, tiles["DQ_PERM"])
     return dq, dk, dv

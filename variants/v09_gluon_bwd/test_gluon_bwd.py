@@ -13,6 +13,7 @@ from common.testing import (
 from common.validation import poisoned_outputs
 from variants.v09_gluon_bwd import configs, kernel
 from variants.v09_gluon_bwd.dq_cast import dq_from_buffer
+from variants.v09_gluon_bwd.prepare import prepare
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
@@ -108,6 +109,38 @@ def test_dq_cast_puts_rows_back_cuts_and_casts(perm, n_q, d, n_pad, block_d, dty
     # Exact, but for the interpreter's bf16 conversion, which truncates (within one bf16 step).
     rtol = 2**-7 if dtype == torch.bfloat16 and not HOPPER else 0
     torch.testing.assert_close(got.float(), want.to(dtype).float(), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize(
+    "n_q, d, n_pad, block_d, dtype, layout",
+    [(64, 64, 64, 64, torch.bfloat16, "contiguous"), (70, 50, 128, 64, torch.float16, "bnhd"),
+     (1, 96, 64, 128, torch.bfloat16, "contiguous"), (130, 16, 192, 16, torch.float16, "bnhd")],
+)  # fmt: skip
+def test_prepare_pads_lse_and_delta_and_zeroes_the_dq_buffer(n_q, d, n_pad, block_d, dtype, layout):
+    # Every output starts as NaN, so each padded row and column must be written.
+    B, H = 2, 3
+    o, do = make_inputs(Problem(B, H, n_q, n_q, d, dtype=dtype, layout=layout), DEVICE)[:2]
+    lse = torch.randn(B, H, n_q, device=DEVICE) * 10
+    with poisoned_outputs():
+        lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d)
+    lse_pad, delta_pad = lse_pad.view(B, H, n_pad), delta_pad.view(B, H, n_pad)
+    want = (o.double() * do.double()).sum(-1)
+    torch.testing.assert_close(delta_pad[..., :n_q].double(), want, rtol=1e-5, atol=1e-5)
+    assert (delta_pad[..., n_q:] == 0).all()
+    assert torch.equal(lse_pad[..., :n_q], lse)
+    assert (lse_pad[..., n_q:] == float("inf")).all()
+    assert dq_acc.shape == (B * H, n_pad, block_d) and (dq_acc == 0).all()
+
+
+def test_prepare_refuses_shapes_it_cannot_pad():
+    o = torch.randn(1, 2, 70, 64, dtype=torch.bfloat16)
+    lse = torch.zeros(1, 2, 70)
+    with pytest.raises(ValueError, match="n_pad"):
+        prepare(o, o, lse, 100, 64)  # not a multiple of 64
+    with pytest.raises(ValueError, match="block_d"):
+        prepare(o, o, lse, 128, 32)
+    with pytest.raises(ValueError, match="lse"):
+        prepare(o, o, lse[..., :60], 128, 64)
 
 
 def test_dq_cast_refuses_a_buffer_too_small():
