@@ -14,8 +14,8 @@ PARENT = "v09_gluon_bwd"
 TAKEAWAY = (
     "the same row blocks, walked by one program per SM with the K/V ring and a double-buffered Q "
     "running on from block to block, so no block starts or ends cold: +2-8% over v08's forward "
-    "at d=64 and at d=128 causal on an H200; with v09's backward, 1.00-1.10x cuDNN forward and "
-    "1.05-1.16x backward on all eight flash workloads (median of three rotated rounds)"
+    "at d=64 and at d=128 causal on an H200; with v09's backward, 1.00-1.07x cuDNN forward and "
+    "1.05-1.17x backward on all eight flash workloads (median of three rotated rounds)"
 )
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
