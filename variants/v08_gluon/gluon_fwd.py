@@ -4,7 +4,8 @@ One program owns 64 x CONSUMERS query rows (128, or 192 at d <= 64: configs.py) 
 head) and runs two roles (the one-warp loader is padded to a warpgroup, the unit `setmaxnreg`
 budgets registers in):
 - a loader warp that only issues TMA loads: the program's Q tiles once, then K and V tiles into
-  a ring of STAGES buffers, each waiting until every consumer has released its slot;
+  a ring of STAGES buffers, each waiting until every consumer has released its slot (on an
+  mbarrier here; v10 at d=128 on hardware named barriers, FREE_BAR below);
 - two or three consumer warpgroups (the default partition and the workers), 64 query rows each,
   that share every K/V buffer.
 Each consumer overlaps its own softmax with its tensor cores (FA3's intra-warpgroup overlap):
@@ -50,6 +51,55 @@ def _box(tile):
     return tile.reshape([1, 1, tile.shape[0], tile.shape[1]])
 
 
+# Inline PTX for a hardware named barrier: $1 its id, $2 the threads taking part ($0 is a dummy
+# result, as `inline_asm_elementwise` returns a tensor).
+BAR_SYNC = gl.constexpr("bar.sync $1, $2;\n\tmov.u32 $0, 0;")
+BAR_ARRIVE = gl.constexpr("bar.arrive $1, $2;\n\tmov.u32 $0, 0;")
+
+
+@gluon.jit
+def _named_barrier(ASM: gl.constexpr, bar_id, count: gl.constexpr):
+    """``ASM`` (BAR_SYNC or BAR_ARRIVE) on named barrier ``bar_id`` with ``count`` threads,
+    issued by every thread of the calling partition (one element per thread)."""
+    WARPS: gl.constexpr = gl.num_warps()
+    layout: gl.constexpr = gl.BlockedLayout([1], [32], [WARPS], [0])
+    ids = gl.full([32 * WARPS], bar_id, gl.int32, layout)
+    counts = gl.full([32 * WARPS], count, gl.int32, layout)
+    gl.inline_asm_elementwise(ASM, "=r,r,r", [ids, counts], dtype=gl.int32, is_pure=False, pack=1)
+
+
+# How the consumers hand a ring slot back to the loader: FREE_BAR = 0, an mbarrier per slot
+# (k_free / v_free); else hardware named barriers FREE_BAR + slot (K) and FREE_BAR + STAGES +
+# slot (V), FREE_COUNT threads each (every consumer's 128 and the loader's 32; v10 at d=128). A
+# consumer's `bar.arrive` does not wait; the loader's `bar.sync` waits for all of them. Gluon's
+# mbarrier arrive is one thread's, so the compiler puts a `bar.sync` of the warpgroup before each
+# (two per key tile); the named arrive is every thread's and needs none. A named barrier has no
+# phases, so no id may see a second round of arrivals before the loader's sync for the first:
+# a consumer arrives for ring position r only after waiting for r's tile, which the loader loads
+# only after its sync for r - STAGES, the same id's previous round. The first STAGES positions
+# have no previous round to wait for; the last STAGES rounds are left unsynced at the exit.
+@gluon.jit
+def _free_wait(free, r, IS_V: gl.constexpr, STAGES: gl.constexpr, FREE_BAR: gl.constexpr,
+               FREE_COUNT: gl.constexpr):  # fmt: skip
+    """The loader's wait until ring position r's K (IS_V = 0) or V (1) slot is free."""
+    if FREE_BAR == 0:
+        # A fresh mbarrier counts as having completed the phase of parity 1, so the first round
+        # through the ring does not wait.
+        mbarrier.wait(free.index(r % STAGES), ((r // STAGES) & 1) ^ 1)
+    elif r >= STAGES:
+        _named_barrier(BAR_SYNC, FREE_BAR + IS_V * STAGES + r % STAGES, FREE_COUNT)
+
+
+@gluon.jit
+def _free_arrive(free, r, IS_V: gl.constexpr, STAGES: gl.constexpr, FREE_BAR: gl.constexpr,
+                 FREE_COUNT: gl.constexpr):  # fmt: skip
+    """A consumer's hand-back of ring position r's K (IS_V = 0) or V (1) slot."""
+    if FREE_BAR == 0:
+        mbarrier.arrive(free.index(r % STAGES))
+    else:
+        _named_barrier(BAR_ARRIVE, FREE_BAR + IS_V * STAGES + r % STAGES, FREE_COUNT)
+
+
 @gluon.jit
 def _load_q(desc_q, q_smem, q_bar, z, h, start_m, slot0, CONSUMERS: gl.constexpr):
     """A row block's Q tiles, one per consumer, into Q buffers slot0, slot0 + 1, ... (each on
@@ -67,22 +117,20 @@ def _load_q(desc_q, q_smem, q_bar, z, h, start_m, slot0, CONSUMERS: gl.constexpr
 
 @gluon.jit
 def _load_kv(desc_k, desc_v, k_smem, v_smem, k_ready, v_ready, k_free, v_free, z, h, n_tiles,
-             r0, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+             r0, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, FREE_BAR: gl.constexpr = 0,
+             FREE_COUNT: gl.constexpr = 0):  # fmt: skip
     """K and V tiles 0..n_tiles-1 of one head into the ring, tile j at ring position r0 + j (a
     persistent program's ring runs on across its tiles; a one-tile program starts at 0)."""
     kz, kh = _head(desc_k, z, h)
     vz, vh = _head(desc_v, z, h)
     for j in range(n_tiles):
         stage = (r0 + j) % STAGES
-        # A fresh mbarrier counts as having completed the phase of parity 1, so the first round
-        # through the ring does not wait.
-        free_phase = (((r0 + j) // STAGES) & 1) ^ 1
-        mbarrier.wait(k_free.index(stage), free_phase)
+        _free_wait(k_free, r0 + j, 0, STAGES, FREE_BAR, FREE_COUNT)
         mbarrier.expect(k_ready.index(stage), desc_k.block_type.nbytes)
         tma.async_copy_global_to_shared(
             desc_k, [kz, kh, j * BLOCK_N, 0], k_ready.index(stage), _box(k_smem.index(stage))
         )
-        mbarrier.wait(v_free.index(stage), free_phase)
+        _free_wait(v_free, r0 + j, 1, STAGES, FREE_BAR, FREE_COUNT)
         mbarrier.expect(v_ready.index(stage), desc_v.block_type.nbytes)
         tma.async_copy_global_to_shared(
             desc_v, [vz, vh, j * BLOCK_N, 0], v_ready.index(stage), _box(v_smem.index(stage))
@@ -149,18 +197,19 @@ def _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, r, STAGE
 @gluon.jit
 def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, r, row0, N_KV, qk_scale,
                  IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                 s_layout: gl.constexpr, p_layout: gl.constexpr):  # fmt: skip
+                 s_layout: gl.constexpr, p_layout: gl.constexpr, FREE_BAR: gl.constexpr = 0,
+                 FREE_COUNT: gl.constexpr = 0):  # fmt: skip
     """Finish the pair _issue_pair started (key tile j, at ring position r): tile j's softmax while
     P@V of tile j-1 still runs, then the accumulator brought to the new row max, and tile j's P
     as the next A operand."""
     # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
     s = warpgroup_mma_wait(1, deps=(s,))
-    mbarrier.arrive(k_free.index(r % STAGES))
+    _free_arrive(k_free, r, 0, STAGES, FREE_BAR, FREE_COUNT)
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
     )
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
-    mbarrier.arrive(v_free.index((r - 1) % STAGES))
+    _free_arrive(v_free, r - 1, 1, STAGES, FREE_BAR, FREE_COUNT)
     o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_rows), 1)
     p_op = gl.convert_layout(p.to(p_op.dtype), p_layout)
@@ -199,7 +248,8 @@ def _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q):
 @gluon.jit
 def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_tiles,
             r0, q_free, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
-            STAGES: gl.constexpr):  # fmt: skip
+            STAGES: gl.constexpr, FREE_BAR: gl.constexpr = 0,
+            FREE_COUNT: gl.constexpr = 0):  # fmt: skip
     """One consumer's 64 rows against K/V tiles 0..n_tiles-1 (tile j at ring position r0 + j):
     the unnormalised output, row max and row sum. When ``q_free`` is a barrier, it is arrived on
     as soon as the last QK^T has read Q (a persistent loader then refills the buffer while the
@@ -218,7 +268,7 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
 
     s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero, r0, STAGES),))
-    mbarrier.arrive(k_free.index(r0 % STAGES))
+    _free_arrive(k_free, r0, 0, STAGES, FREE_BAR, FREE_COUNT)
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout
     )
@@ -229,27 +279,28 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
         )
         p_op, acc, m_i, l_i = _retire_pair(
             s_j, pv, p_op, m_i, l_i, k_free, v_free, j, r0 + j, row0, N_KV, qk_scale, IS_CAUSAL,
-            BLOCK_N, STAGES, s_layout, p_layout,
+            BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT,
         )  # fmt: skip
     if q_free is not None:
         mbarrier.arrive(q_free)
     r_last = r0 + n_tiles - 1
     pv = _last_pv(p_op, acc, v_smem, v_ready, r_last, STAGES)
     acc = warpgroup_mma_wait(0, deps=(pv,))
-    mbarrier.arrive(v_free.index(r_last % STAGES))
+    _free_arrive(v_free, r_last, 1, STAGES, FREE_BAR, FREE_COUNT)
     return acc, m_i, l_i
 
 
 @gluon.jit
-def _release(k_ready, v_ready, k_free, v_free, first, last, STAGES: gl.constexpr):
+def _release(k_ready, v_ready, k_free, v_free, first, last, STAGES: gl.constexpr,
+             FREE_BAR: gl.constexpr = 0, FREE_COUNT: gl.constexpr = 0):  # fmt: skip
     """Hand back the ring positions first..last-1 unread: the ring's slots are shared, so a
     consumer that needs fewer tiles than its program still arrives on every one, in order."""
     for r in range(first, last):
         phase = (r // STAGES) & 1
         mbarrier.wait(k_ready.index(r % STAGES), phase)
-        mbarrier.arrive(k_free.index(r % STAGES))
+        _free_arrive(k_free, r, 0, STAGES, FREE_BAR, FREE_COUNT)
         mbarrier.wait(v_ready.index(r % STAGES), phase)
-        mbarrier.arrive(v_free.index(r % STAGES))
+        _free_arrive(v_free, r, 1, STAGES, FREE_BAR, FREE_COUNT)
 
 
 @gluon.jit

@@ -59,7 +59,9 @@ def _q_slot(k, CONSUMERS: gl.constexpr):
 @gluon.jit
 def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
             k_free, v_free, BLOCKS, first, last, N_KV, IS_CAUSAL: gl.constexpr,
-            BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CONSUMERS: gl.constexpr):  # fmt: skip
+            BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CONSUMERS: gl.constexpr,
+            FREE_BAR: gl.constexpr):  # fmt: skip
+    FREE_COUNT: gl.constexpr = 128 * CONSUMERS + 32  # at a named ring barrier (FREE_BAR)
     r = 0  # ring position of the next key tile
     for i in range(first, last):
         start_m, z, h, n_tiles = _block(BLOCKS, i, N_KV, IS_CAUSAL, BLOCK_N, CONSUMERS)
@@ -70,7 +72,7 @@ def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free, k_rea
             mbarrier.wait(q_free.index(slot0 + w), phase ^ 1)
         _load_q(desc_q, q_smem, q_bar, z, h, start_m, slot0, CONSUMERS)
         _load_kv(desc_k, desc_v, k_smem, v_smem, k_ready, v_ready, k_free, v_free, z, h, n_tiles,
-                 r, BLOCK_N, STAGES)  # fmt: skip
+                 r, BLOCK_N, STAGES, FREE_BAR, FREE_COUNT)  # fmt: skip
         r += n_tiles
 
 
@@ -78,7 +80,8 @@ def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free, k_rea
 def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k_free, v_free,
               desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV, qk_scale, WHICH: gl.constexpr,
               IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-              CONSUMERS: gl.constexpr):  # fmt: skip
+              CONSUMERS: gl.constexpr, FREE_BAR: gl.constexpr):  # fmt: skip
+    FREE_COUNT: gl.constexpr = 128 * CONSUMERS + 32  # at a named ring barrier (FREE_BAR)
     o = o_smem.index(WHICH)
     r = 0  # ring position of the block's first key tile
     for i in range(first, last):
@@ -91,7 +94,8 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
         if n_mine > 0:
             acc, m_i, l_i = _attend(
                 q_smem.index(mine), k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV,
-                qk_scale, n_mine, r, q_free.index(mine), IS_CAUSAL, BLOCK_N, STAGES,
+                qk_scale, n_mine, r, q_free.index(mine), IS_CAUSAL, BLOCK_N, STAGES, FREE_BAR,
+                FREE_COUNT,
             )  # fmt: skip
             acc = _normalise(acc, m_i, l_i, LSE, z, h, H, row0, N_Q)
             tma.store_wait(0)  # the previous block's O has left the buffer
@@ -100,7 +104,8 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
             tma.async_copy_shared_to_global(desc_o, [z, h, row0, 0], _box(o))  # O is dense
         else:
             mbarrier.arrive(q_free.index(mine))
-        _release(k_ready, v_ready, k_free, v_free, r + n_mine, r + n_tiles, STAGES)
+        _release(k_ready, v_ready, k_free, v_free, r + n_mine, r + n_tiles, STAGES, FREE_BAR,
+                 FREE_COUNT)  # fmt: skip
         r += n_tiles
     tma.store_wait(0)  # no store may read shared memory after the exit
 
@@ -108,7 +113,8 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
 @gluon.jit
 def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, qk_scale,
              IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-             CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr):  # fmt: skip
+             CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+             FREE_BAR: gl.constexpr = 0):  # fmt: skip
     pid = gl.program_id(0)
     first = gl.load(STARTS + pid)
     last = gl.load(STARTS + pid + 1)
@@ -129,16 +135,16 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, 
             [
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
-                             qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                             qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
-                             qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                             qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
-                             qk_scale, 2, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                             qk_scale, 2, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
                 (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free,
                            k_ready, v_ready, k_free, v_free, BLOCKS, first, last, N_KV,
-                           IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                           IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
             ],
             [4, 4, 1],
             [CONSUMER_REGS, CONSUMER_REGS, 24],
@@ -148,13 +154,13 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, 
             [
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
-                             qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                             qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
-                             qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                             qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
                 (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free,
                            k_ready, v_ready, k_free, v_free, BLOCKS, first, last, N_KV,
-                           IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS)),
+                           IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
             ],
             [4, 1],
             [CONSUMER_REGS, 24],

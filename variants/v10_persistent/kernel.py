@@ -33,6 +33,13 @@ LOG2E = math.log2(math.e)
 SMEM_BYTES = 227 * 1024
 
 
+# The consumers hand the K/V ring's slots back on hardware named barriers (from id 8 up; Gluon's
+# partitions use the lowest) instead of mbarriers, by padded head dim. Gluon's mbarrier arrive is
+# one thread's, so it costs the warpgroup a `bar.sync` first: two per key tile. On an H200 that
+# was +1-2.5% at d=128 in two runs, and 0 to -4% at d=64 with three consumers (NOTES.md, run 8).
+FREE_BAR = {128: 8}
+
+
 def _smem_bytes(block_d: int, consumers: int, stages: int) -> int:
     """16-bit tiles: two Q buffers and one O buffer per consumer, a K and a V tile per stage."""
     return 2 * (3 * consumers * ROWS.value * block_d + 2 * stages * v08_configs.BLOCK_N * block_d)
@@ -44,12 +51,19 @@ def _sm_count(device_index: int) -> int:
 
 
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
-    """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, and "PROGRAMS",
-    by default one per SM) overrides the defaults (tuning script, tests)."""
+    """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, "PROGRAMS", by
+    default one per SM, and "FREE_BAR", 0 for mbarriers) overrides the defaults (tuning script,
+    tests)."""
     B, H, n_q, d = q.shape
     block_d = v08._block_d(d)
-    config = {**v08_configs.tiles(block_d, n_q, causal), **(config or {})}
+    config = {**v08_configs.tiles(block_d, n_q, causal), "FREE_BAR": FREE_BAR.get(block_d, 0),
+              **(config or {})}  # fmt: skip
     consumers, stages = config["CONSUMERS"], config["STAGES"]
+    if config["FREE_BAR"] and config["FREE_BAR"] + 2 * stages > 16:  # a CTA has 16
+        raise ValueError(
+            f"config: FREE_BAR: {stages} stages from named barrier {config['FREE_BAR']} need ids "
+            f"up to {config['FREE_BAR'] + 2 * stages - 1}; the hardware has 0-15"
+        )
     if _smem_bytes(block_d, consumers, stages) > SMEM_BYTES:
         raise ValueError(
             f"config: {stages} stages x {consumers} consumers at head dim {block_d} need "
@@ -65,7 +79,8 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     attn_fwd[(programs,)](
         *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,
         IS_CAUSAL=causal, BLOCK_N=v08_configs.BLOCK_N, STAGES=stages, CONSUMERS=consumers,
-        CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], num_warps=4,
+        CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], FREE_BAR=config["FREE_BAR"],
+        num_warps=4,
     )  # fmt: skip
 
 

@@ -74,6 +74,12 @@ def test_three_stages_at_d128_do_not_fit():
         kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"STAGES": 3})
 
 
+def test_named_ring_barriers_past_the_sixteen_ids_are_refused():
+    q, k, v = make_inputs(Problem(1, 1, 64, 64, 64, dtype=torch.bfloat16), "cpu")
+    with pytest.raises(ValueError, match="5 stages from named barrier 8 need ids up to 17"):
+        kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"STAGES": 5, "FREE_BAR": 8})
+
+
 def _spy(monkeypatch):
     """Record whether each forward call ran the persistent kernel (True) or v08's forward."""
     return record_kernel_or_fallback(monkeypatch, kernel, kernel.v08)
@@ -102,16 +108,19 @@ def test_kernel_or_v08_handover_is_correct(monkeypatch, n_q, n_k, d, causal, dty
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (200, 333), (1000, 1000)])
 @pytest.mark.parametrize(
-    "d, stages, consumers, programs",
-    [(64, 2, 3, 1), (64, 2, 3, 5), (64, 4, 3, 3), (64, 2, 2, 4), (128, 2, 2, 1), (128, 2, 2, 7),
-     (16, 4, 3, 2), (32, 2, 2, 132)],
+    "d, stages, consumers, programs, free_bar",
+    [(64, 2, 3, 1, 0), (64, 2, 3, 5, 0), (64, 4, 3, 3, 0), (64, 2, 2, 4, 0), (128, 2, 2, 1, 8),
+     (128, 2, 2, 7, 8), (16, 4, 3, 2, 0), (32, 2, 2, 132, 0),
+     # the other way of handing ring slots back at each head dim, and every named id (4 stages)
+     (64, 2, 3, 5, 8), (64, 4, 3, 3, 8), (128, 2, 2, 7, 0)],
 )  # fmt: skip
-def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, programs):
+def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, programs,
+                                        free_bar):  # fmt: skip
     # Few programs: each walks many row blocks of several heads, so Q buffers, barrier parities
-    # and the K/V ring carry across blocks; 1000 and 200 rows leave idle consumers (192-row
-    # blocks), and causal blocks trim a consumer's last key tile.
+    # (or named barriers' rounds) and the K/V ring carry across blocks; 1000 and 200 rows leave
+    # idle consumers (192-row blocks), and causal blocks trim a consumer's last key tile.
     problem = Problem(2, 3, n_q, n_k, d, causal, torch.bfloat16)
-    config = {"STAGES": stages, "CONSUMERS": consumers, "PROGRAMS": programs}
+    config = {"STAGES": stages, "CONSUMERS": consumers, "PROGRAMS": programs, "FREE_BAR": free_bar}
     assert_forward_launch_writes_every_row(kernel.launch_forward, problem, config, DEVICE)
 
 
