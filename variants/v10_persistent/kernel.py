@@ -35,8 +35,9 @@ SMEM_BYTES = 227 * 1024
 
 # The consumers hand the K/V ring's slots back on hardware named barriers (from id 8 up; Gluon's
 # partitions use the lowest) instead of mbarriers, by padded head dim. Gluon's mbarrier arrive is
-# one thread's, so it costs the warpgroup a `bar.sync` first: two per key tile. On an H200 that
-# was +1-2.5% at d=128 in two runs, and 0 to -4% at d=64 with three consumers (NOTES.md, run 8).
+# one thread's, so it costs the warpgroup a `bar.sync` first: two per key tile. On an H200, four
+# runs: +1.9% median at d=128 (-0.4 to +3.4%); at d=64 with three consumers -1.8 to -4.3% causal
+# and -0.7 to +1.1% without the mask, so d=64 keeps the mbarriers (NOTES.md, run 8).
 FREE_BAR = {128: 8}
 
 
