@@ -54,7 +54,7 @@ def _add_dq(dq, desc_dq, dq_smem, row, col, DQ_PERM: gl.constexpr):
     tma.store_wait(0)  # the previous step's reduce has finished reading dq_smem
     if DQ_PERM:
         # Query row 4a + b of each group of 8 staged (and added) at row 2b + a: queries 0-3 at
-        # rows 0 2 4 6, 4-7 at 1 3 5 7; the dQ buffer keeps that order and kernel.py undoes it.
+        # rows 0 2 4 6, 4-7 at 1 3 5 7; the dQ buffer keeps that order; dq_cast.py undoes it.
         # A warp's 64-bit stores go in two halves of four rows x 32 bytes, and the 128-byte
         # swizzle XORs a row's 16-byte chunks with the row index, so in natural order rows 2k
         # and 2k + 1 share banks and each half takes two passes (ncu at 2x16x16384x128: 268M

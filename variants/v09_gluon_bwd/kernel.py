@@ -76,7 +76,7 @@ def tile_operands(tensors, q_tile, kv_tile, host: bool) -> list:
 def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_scale,
                     config=None):  # fmt: skip
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed; with DQ_PERM
-    the rows of each group of 8 in the order _backward undoes), ``dk`` and ``dv``, from the
+    the rows of each group of 8 in the order dq_cast.py undoes), ``dk`` and ``dv``, from the
     forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py); ``config``
     (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
     overrides the choices below."""
