@@ -36,6 +36,21 @@ _TILES = {
 }
 
 
+# Under the causal mask the programs launch in groups of HEAD_GROUP heads, each key block of
+# every head in the group before the next (gluon_bwd.py), so the last head's longest programs do
+# not start last. Only while the group's Q, dO (16-bit) and fp32 dQ fit in GROUP_BYTES of L2: on
+# an H200 four heads gained +1-4% at 4k tokens (two processes), were level at 16k d=64 (32 MiB)
+# and lost 2.6% at 16k d=128 (64 MiB; NOTES.md, run 19).
+HEAD_GROUP = 4
+GROUP_BYTES = 16 * 2**20
+
+
+def head_group(n_q: int, block_d: int, causal: bool) -> int:
+    """Heads per launch group: HEAD_GROUP while their Q, dO and dQ fit in GROUP_BYTES, else 1."""
+    fits = HEAD_GROUP * n_q * block_d * (2 + 2 + 4) <= GROUP_BYTES
+    return HEAD_GROUP if causal and fits else 1
+
+
 def tiles(block_d: int, causal: bool) -> dict:
     """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK and DQ_PERM for a padded head dim (16 and 32 take
     d=64's, unmeasured)."""

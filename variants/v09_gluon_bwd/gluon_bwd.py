@@ -273,10 +273,22 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
              HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
-             DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr):  # fmt: skip
+             DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
+             HEAD_GROUP: gl.constexpr = 1):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
-    start_n = gl.program_id(0) * BLOCK_N  # causal: key block 0 has the most query blocks, first
+    pid_n = gl.program_id(0)  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
+    if HEAD_GROUP > 1:
+        # Programs launch in (x, y) order; here the i-th launched takes key block i // size of
+        # head i % size within its group of `size` heads, so each group's longest blocks go first.
+        n_kb = gl.num_programs(0)
+        lin = off_hz * n_kb + pid_n
+        g0 = (lin // (n_kb * HEAD_GROUP)) * HEAD_GROUP
+        r = lin - g0 * n_kb
+        size = gl.minimum(gl.num_programs(1) - g0, HEAD_GROUP)
+        pid_n = r // size
+        off_hz = g0 + r - pid_n * size
+    start_n = pid_n * BLOCK_N
     off_z = (off_hz // H).to(gl.int64)
     off_h = (off_hz % H).to(gl.int64)
 

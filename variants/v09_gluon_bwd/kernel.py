@@ -34,7 +34,9 @@ from .prepare import prepare
 
 LOG2E = math.log2(math.e)
 BLOCK_N = CONSUMERS.value * ROWS.value
-CONFIG_KEYS = {"BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM"}
+CONFIG_KEYS = {
+    "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM", "HEAD_GROUP"
+}
 
 
 def applies(q, k, v, do) -> bool:
@@ -79,7 +81,8 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
     the rows of each group of 8 in the order dq_cast.py undoes), ``dk`` and ``dv``, from the
     forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py); ``config``
     (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
-    overrides the choices below."""
+    overrides the choices below, as does HEAD_GROUP (heads per launch group under the causal
+    mask: configs.head_group)."""
     unknown = set(config or {}) - CONFIG_KEYS
     if unknown:  # a misspelt switch would otherwise run the default silently
         raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
@@ -128,7 +131,8 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
         DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
-        num_warps=4,
+        HEAD_GROUP=config.get("HEAD_GROUP", configs.head_group(n_q, block_d, causal)) if causal
+        else 1, num_warps=4,
     )  # fmt: skip
 
 

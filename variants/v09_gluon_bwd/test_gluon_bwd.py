@@ -73,6 +73,9 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (128, {"DQ_PERM": True, "DQ_UNDER_DK": False}),
         (64, {"DQ_PERM": True, "DQ_ROWS": False}),  # 128 permuted rows, half the columns
         (16, {"BLOCK_M": 64, "DQ_PERM": True}),  # 8-column halves
+        (64, {"HEAD_GROUP": 4}),  # causal: 6 heads in groups of 4 and 2, key blocks interleaved
+        (128, {"HEAD_GROUP": 4}),
+        (128, {"HEAD_GROUP": 8}),  # one group, smaller than the group size
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
@@ -174,3 +177,9 @@ def test_unknown_config_keys_are_refused():
 def test_stage_table_covers_the_padded_head_dims():
     assert all(kernel.v08._block_d(d) in configs.HEAD_DIMS for d in (16, 17, 32, 64, 96, 128))
     assert kernel.v08._block_d(129) not in configs.HEAD_DIMS
+
+
+def test_causal_launch_groups_heads_while_their_q_do_and_dq_fit():
+    assert configs.head_group(4096, 128, True) == 4  # four heads' Q, dO and dQ: 16 MiB
+    assert configs.head_group(16384, 64, True) == 1  # 32 MiB
+    assert configs.head_group(4096, 64, False) == 1  # without the mask programs are alike

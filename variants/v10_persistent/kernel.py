@@ -41,6 +41,24 @@ SMEM_BYTES = 227 * 1024
 FREE_BAR = {128: 8}
 
 
+# Under the causal mask the row blocks are dealt in groups of HEAD_GROUP heads, each row block of
+# every head in the group before the next (schedule.py): a head-by-head deal leaves the last
+# head's longest blocks to the end, where they run with SMs idle (at 4k tokens a modelled 5-6%
+# of the kernel). Groups only while their K and V fit in GROUP_BYTES of L2: on an H200, four
+# heads gained +1.5-5% at 4k tokens, +0-0.8% at 16k d=64 (16 MiB), and lost 1.7% at 16k d=128
+# (32 MiB), where the programs running together no longer share their heads' K/V in L2
+# (NOTES.md, run 12).
+HEAD_GROUP = 4
+GROUP_BYTES = 16 * 2**20
+
+
+def head_group(n_kv: int, block_d: int, causal: bool) -> int:
+    """Heads per group in the causal deal: HEAD_GROUP while their K and V (16-bit) fit in
+    GROUP_BYTES, else 1 (head by head)."""
+    fits = HEAD_GROUP * 2 * n_kv * block_d * 2 <= GROUP_BYTES
+    return HEAD_GROUP if causal and fits else 1
+
+
 def _smem_bytes(block_d: int, consumers: int, stages: int) -> int:
     """16-bit tiles: two Q buffers and one O buffer per consumer, a K and a V tile per stage."""
     return 2 * (3 * consumers * ROWS.value * block_d + 2 * stages * v08_configs.BLOCK_N * block_d)
@@ -53,8 +71,8 @@ def _sm_count(device_index: int) -> int:
 
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, "PROGRAMS", by
-    default one per SM, and "FREE_BAR", 0 for mbarriers) overrides the defaults (tuning script,
-    tests)."""
+    default one per SM, "FREE_BAR", 0 for mbarriers, and "HEAD_GROUP", heads per group in the
+    causal deal) overrides the defaults (tuning script, tests)."""
     B, H, n_q, d = q.shape
     block_d = v08._block_d(d)
     config = {**v08_configs.tiles(block_d, n_q, causal), "FREE_BAR": FREE_BAR.get(block_d, 0),
@@ -74,7 +92,8 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     n_blocks = B * H * triton.cdiv(n_q, rows)
     programs = min(config.get("PROGRAMS", _sm_count(q.device.index)), n_blocks)
     blocks, starts = schedule(
-        B, H, n_q, k.shape[2], causal, rows, v08_configs.BLOCK_N, programs, q.device
+        B, H, n_q, k.shape[2], causal, rows, v08_configs.BLOCK_N, programs, q.device,
+        config.get("HEAD_GROUP", head_group(k.shape[2], block_d, causal)),
     )
     descs = v08.operand_descriptors(q, k, v, o, block_d)
     attn_fwd[(programs,)](

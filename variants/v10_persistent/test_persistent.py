@@ -18,10 +18,10 @@ HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
 needs_hopper = pytest.mark.skipif(not HOPPER, reason="Gluon wgmma kernel: Hopper GPU")
 
 
-def _loads(batch, heads, n_q, n_kv, causal, rows, programs):
+def _loads(batch, heads, n_q, n_kv, causal, rows, programs, group=1):
     """The schedule's blocks as (program, row block, batch, head) and each program's work."""
     blocks, starts = schedule.schedule(
-        batch, heads, n_q, n_kv, causal, rows, 128, programs, torch.device("cpu")
+        batch, heads, n_q, n_kv, causal, rows, 128, programs, torch.device("cpu"), group
     )
     n_blocks = -(-n_q // rows)
     costs = schedule.block_costs(n_blocks, rows, n_kv, causal, 128)
@@ -33,6 +33,7 @@ def _loads(batch, heads, n_q, n_kv, causal, rows, programs):
     return owned, loads, max(costs) + schedule.OVERHEAD
 
 
+@pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
     "batch, heads, n_q, n_kv, rows, programs",
@@ -40,9 +41,9 @@ def _loads(batch, heads, n_q, n_kv, causal, rows, programs):
      (1, 1, 64, 64, 128, 1)],
 )  # fmt: skip
 def test_schedule_deals_every_block_once_and_evenly(
-    batch, heads, n_q, n_kv, causal, rows, programs
+    batch, heads, n_q, n_kv, causal, rows, programs, group
 ):
-    owned, loads, longest = _loads(batch, heads, n_q, n_kv, causal, rows, programs)
+    owned, loads, longest = _loads(batch, heads, n_q, n_kv, causal, rows, programs, group)
     n_blocks = -(-n_q // rows)
     want = {(m, z, h) for m in range(n_blocks) for z in range(batch) for h in range(heads)}
     got = [b[1:] for b in owned]
@@ -59,6 +60,18 @@ def test_schedule_walks_heads_in_order_longest_block_first():
     for p in range(3):
         mine = [(z * 2 + h, -m) for q, m, z, h in owned if q == p]
         assert mine == sorted(mine)
+
+
+def test_schedule_in_head_groups_deals_each_block_of_the_group_in_turn():
+    # 2 x 3 heads in groups of 4 (heads 0-3, then 4-5), 8 row blocks each, 64 programs: the first
+    # 32 blocks dealt (one per program) are the group's four longest, then its four next...
+    owned, _, _ = _loads(2, 3, 1000, 1000, True, 128, 64, group=4)
+    first = [b[1:] for b in owned if b[0] < 8]  # programs 0-7: the two longest of each head
+    assert first[:4] == [(7, 0, 0), (7, 0, 1), (7, 0, 2), (7, 1, 0)]
+    assert first[4:8] == [(6, 0, 0), (6, 0, 1), (6, 0, 2), (6, 1, 0)]
+    assert kernel.head_group(4096, 128, True) == 4  # 4 heads' K and V: 8 MiB
+    assert kernel.head_group(16384, 128, True) == 1  # 32 MiB: no group
+    assert kernel.head_group(4096, 128, False) == 1  # without the mask every block is alike
 
 
 def test_schedule_without_a_mask_is_round_robin():
