@@ -55,6 +55,8 @@ def deal(costs: list[int], programs: int) -> list[list[int]]:
 def head_major(n_heads: int, n_blocks: int, group: int) -> list[tuple[int, int]]:
     """(head, block) pairs, heads in groups of ``group``: a group's blocks in order, each block
     of every head of the group before the next block."""
+    if group < 1:
+        raise ValueError(f"group must be positive, got {group}")
     return [
         (h, m)
         for g0 in range(0, n_heads, group)

@@ -72,6 +72,8 @@ def test_schedule_in_head_groups_deals_each_block_of_the_group_in_turn():
     assert kernel.head_group(4096, 128, True) == 4  # 4 heads' K and V: 8 MiB
     assert kernel.head_group(16384, 128, True) == 1  # 32 MiB: no group
     assert kernel.head_group(4096, 128, False) == 1  # without the mask every block is alike
+    with pytest.raises(ValueError, match="group must be positive, got 0"):
+        schedule.head_major(3, 2, 0)
 
 
 def test_schedule_without_a_mask_is_round_robin():
