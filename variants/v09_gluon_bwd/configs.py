@@ -45,10 +45,15 @@ HEAD_GROUP = 4
 GROUP_BYTES = 16 * 2**20
 
 
+def group_for(bytes_per_head: int, causal: bool) -> int:
+    """HEAD_GROUP under the causal mask while that many heads' working sets fit in GROUP_BYTES,
+    else 1 (v10's forward deal uses it too, with its K and V as the working set)."""
+    return HEAD_GROUP if causal and HEAD_GROUP * bytes_per_head <= GROUP_BYTES else 1
+
+
 def head_group(n_q: int, block_d: int, causal: bool) -> int:
     """Heads per launch group: HEAD_GROUP while their Q, dO and dQ fit in GROUP_BYTES, else 1."""
-    fits = HEAD_GROUP * n_q * block_d * (2 + 2 + 4) <= GROUP_BYTES
-    return HEAD_GROUP if causal and fits else 1
+    return group_for(n_q * block_d * (2 + 2 + 4), causal)
 
 
 def tiles(block_d: int, causal: bool) -> dict:

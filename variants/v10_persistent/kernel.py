@@ -18,6 +18,7 @@ from common.validation import check_inputs
 from variants.v04_flash2 import kernel as v04
 from variants.v08_gluon import configs as v08_configs
 from variants.v08_gluon import kernel as v08
+from variants.v09_gluon_bwd import configs as v09_configs
 from variants.v09_gluon_bwd import kernel as v09
 
 from . import CAPABILITIES
@@ -41,22 +42,17 @@ SMEM_BYTES = 227 * 1024
 FREE_BAR = {128: 8}
 
 
-# Under the causal mask the row blocks are dealt in groups of HEAD_GROUP heads, each row block of
-# every head in the group before the next (schedule.py): a head-by-head deal leaves the last
-# head's longest blocks to the end, where they run with SMs idle (at 4k tokens a modelled 5-6%
-# of the kernel). Groups only while their K and V fit in GROUP_BYTES of L2: on an H200, four
-# heads gained +1.5-5% at 4k tokens, +0-0.8% at 16k d=64 (16 MiB), and lost 1.7% at 16k d=128
-# (32 MiB), where the programs running together no longer share their heads' K/V in L2
-# (NOTES.md, run 12).
-HEAD_GROUP = 4
-GROUP_BYTES = 16 * 2**20
-
-
+# Under the causal mask the row blocks are dealt in groups of heads (v09's HEAD_GROUP, four), each
+# row block of every head in the group before the next (schedule.py): a head-by-head deal leaves
+# the last head's longest blocks to the end, where they run with SMs idle (at 4k tokens a
+# modelled 5-6% of the kernel). Groups only while their K and V fit in v09's GROUP_BYTES (16 MiB)
+# of L2: on an H200, four heads gained +1.5-5% at 4k tokens, +0-0.8% at 16k d=64 (16 MiB), and
+# lost 1.7% at 16k d=128 (32 MiB), where the programs running together no longer share their
+# heads' K/V in L2 (NOTES.md, run 12).
 def head_group(n_kv: int, block_d: int, causal: bool) -> int:
-    """Heads per group in the causal deal: HEAD_GROUP while their K and V (16-bit) fit in
-    GROUP_BYTES, else 1 (head by head)."""
-    fits = HEAD_GROUP * 2 * n_kv * block_d * 2 <= GROUP_BYTES
-    return HEAD_GROUP if causal and fits else 1
+    """Heads per group in the causal deal: four while their K and V (16-bit) fit in 16 MiB,
+    else 1 (head by head)."""
+    return v09_configs.group_for(2 * n_kv * block_d * 2, causal)
 
 
 def _smem_bytes(block_d: int, consumers: int, stages: int) -> int:
