@@ -42,6 +42,15 @@ SMEM_BYTES = 227 * 1024
 FREE_BAR = {128: 8}
 
 
+# Lazy rescaling (v05's tuning option, here with FlashAttention-4's threshold of 2^8 and a warp's
+# vote; v08's gluon_fwd.LAZY_TAU), by padded head dim and mask: the accumulator's rescale after
+# P@V's wait, 64 multiplies per thread per key tile at d=128, is skipped by every warp whose 16
+# rows kept their max. On an H200: +1.7-3.9% at d=128 and +2.4-3.1% at d=64 without the mask; at
+# d=64 causal the three 160-register consumers spill around it (46 LDL/STL in the key loop, -2.5%),
+# so it keeps the eager rescale there (NOTES.md, run 13).
+LAZY = {(128, False): 1, (128, True): 1, (64, False): 1}
+
+
 # Under the causal mask the row blocks are dealt in groups of heads (v09's HEAD_GROUP, four), each
 # row block of every head in the group before the next (schedule.py): a head-by-head deal leaves
 # the last head's longest blocks to the end, where they run with SMs idle (at 4k tokens a
@@ -67,13 +76,16 @@ def _sm_count(device_index: int) -> int:
 
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, "PROGRAMS", by
-    default one per SM, "FREE_BAR", 0 for mbarriers, and "HEAD_GROUP", heads per group in the
-    causal deal) overrides the defaults (tuning script, tests)."""
+    default one per SM, "FREE_BAR", 0 for mbarriers, "HEAD_GROUP", heads per group in the causal
+    deal, and "LAZY", 0 or 1) overrides the defaults (tuning script, tests)."""
     B, H, n_q, d = q.shape
     block_d = v08._block_d(d)
     config = {**v08_configs.tiles(block_d, n_q, causal), "FREE_BAR": FREE_BAR.get(block_d, 0),
-              **(config or {})}  # fmt: skip
+              "LAZY": LAZY.get((block_d, causal), 0), **(config or {})}  # fmt: skip
     consumers, stages = config["CONSUMERS"], config["STAGES"]
+    if config["LAZY"] not in (0, 1):
+        lazy = config["LAZY"]
+        raise ValueError(f"config: LAZY must be 0 (eager rescale) or 1 (lazy), got {lazy!r}")
     if config["FREE_BAR"] and config["FREE_BAR"] + 2 * stages > 16:  # a CTA has 16
         raise ValueError(
             f"config: FREE_BAR: {stages} stages from named barrier {config['FREE_BAR']} need ids "
@@ -96,7 +108,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
         *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,
         IS_CAUSAL=causal, BLOCK_N=v08_configs.BLOCK_N, STAGES=stages, CONSUMERS=consumers,
         CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], FREE_BAR=config["FREE_BAR"],
-        num_warps=4,
+        LAZY=config["LAZY"], num_warps=4,
     )  # fmt: skip
 
 
