@@ -209,10 +209,39 @@ def _rescale(acc, alpha, LAZY: gl.constexpr):
     return acc
 
 
+# Row sums kept per thread (THREAD_SUMS = 1; FlashAttention-3's softmax does the same): in the
+# wgmma layout a thread holds 32 of a row's 128 scores and the other 96 sit in the three lanes
+# beside it. The sum is linear, so each thread can carry its own part of l (a [ROWS, 4] tensor,
+# the 4 across those lanes) through the key loop and the lanes add theirs once, at the end:
+# no shuffles per key tile, and a tree of depth 5 over the thread's elements where gl.sum adds
+# them in a chain of 31. ptxas places the row sum after P@V's wait, in front of the next QK^T.
+@gluon.jit
+def _thread_sums(p):
+    """Each thread's part of its rows' sums of a [ROWS, 128] tile, as [ROWS, 4]: column c is
+    8 x chunk + 2 x lane + e, and the chunk and e bits, the thread's own, are summed pairwise."""
+    x = gl.reshape(p, [p.shape[0], 2, 2, 2, 2, 4, 2])
+    x = gl.sum(x, axis=6)
+    x = gl.sum(x, axis=1)
+    x = gl.sum(x, axis=1)
+    x = gl.sum(x, axis=1)
+    return gl.sum(x, axis=1)
+
+
+@gluon.jit
+def _row_sums_init(s_layout: gl.constexpr, BLOCK_N: gl.constexpr, THREAD_SUMS: gl.constexpr):
+    """Zero row sums: [ROWS] per row, or (THREAD_SUMS) [ROWS, 4] per thread."""
+    if THREAD_SUMS:
+        gl.static_assert(BLOCK_N == 128, "per-thread row sums assume 128-key tiles")
+        l_i = _thread_sums(gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout))
+    else:
+        l_i = _row_sums_init(s_layout, BLOCK_N, THREAD_SUMS)
+    return l_i
+
+
 @gluon.jit
 def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
-             BLOCK_N: gl.constexpr, s_layout: gl.constexpr,
-             LAZY: gl.constexpr = 0):  # fmt: skip
+             BLOCK_N: gl.constexpr, s_layout: gl.constexpr, LAZY: gl.constexpr = 0,
+             THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
     """One tile's online-softmax step: P (unnormalised), the new row max, row sum and the factor
     that brings the accumulator to the new max. Only tiles that cross the key count or the causal
     diagonal pay for the mask."""
@@ -232,7 +261,11 @@ def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
         m_new = _new_max(m_i, gl.max(s, axis=1) * qk_scale, LAZY)
         p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
     alpha = gl.exp2(m_i - m_new)
-    l_i = l_i * alpha + gl.sum(p, axis=1)
+    if THREAD_SUMS:
+        a = gl.convert_layout(alpha, gl.SliceLayout(1, l_i.type.layout))
+        l_i = l_i * gl.expand_dims(a, 1) + _thread_sums(p)
+    else:
+        l_i = l_i * alpha + gl.sum(p, axis=1)
     return p, m_new, l_i, alpha
 
 
@@ -262,7 +295,8 @@ def _issue_pair(q, p_op, acc, s_zero, k_smem, v_smem, k_ready, v_ready, r, STAGE
 def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, r, row0, N_KV, qk_scale,
                  IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                  s_layout: gl.constexpr, p_layout: gl.constexpr, FREE_BAR: gl.constexpr = 0,
-                 FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0):  # fmt: skip
+                 FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0,
+                 THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
     """Finish the pair _issue_pair started (key tile j, at ring position r): tile j's softmax while
     P@V of tile j-1 still runs, then the accumulator brought to the new row max, and tile j's P
     as the next A operand."""
@@ -270,8 +304,9 @@ def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, r, row0, N_KV, qk_sc
     s = warpgroup_mma_wait(1, deps=(s,))
     _free_arrive(k_free, r, 0, STAGES, FREE_BAR, FREE_COUNT)
     p, m_i, l_i, alpha = _softmax(
-        s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY
-    )
+        s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY,
+        THREAD_SUMS,
+    )  # fmt: skip
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
     _free_arrive(v_free, r - 1, 1, STAGES, FREE_BAR, FREE_COUNT)
     acc = _rescale(acc, alpha, LAZY)
@@ -312,7 +347,8 @@ def _epilogue(acc, m_i, l_i, q, desc_o, LSE, z, h, H, row0, N_Q):
 def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_scale, n_tiles,
             r0, q_free, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
             STAGES: gl.constexpr, FREE_BAR: gl.constexpr = 0,
-            FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0):  # fmt: skip
+            FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0,
+            THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
     """One consumer's 64 rows against K/V tiles 0..n_tiles-1 (tile j at ring position r0 + j):
     the unnormalised output, row max and row sum. When ``q_free`` is a barrier, it is arrived on
     as soon as the last QK^T has read Q (a persistent loader then refills the buffer while the
@@ -328,12 +364,12 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     s_zero = gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout)
     acc = gl.zeros([ROWS, BLOCK_D], gl.float32, o_layout)
     m_i = gl.full([ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-    l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
+    l_i = _row_sums_init(s_layout, BLOCK_N, THREAD_SUMS)
 
     s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero, r0, STAGES),))
     _free_arrive(k_free, r0, 0, STAGES, FREE_BAR, FREE_COUNT)
     p, m_i, l_i, alpha = _softmax(
-        s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY
+        s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY, THREAD_SUMS
     )
     p_op = gl.convert_layout(p.to(q.dtype), p_layout)
     for j in range(1, n_tiles):
@@ -342,7 +378,7 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
         )
         p_op, acc, m_i, l_i = _retire_pair(
             s_j, pv, p_op, m_i, l_i, k_free, v_free, j, r0 + j, row0, N_KV, qk_scale, IS_CAUSAL,
-            BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT, LAZY,
+            BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT, LAZY, THREAD_SUMS,
         )  # fmt: skip
     if q_free is not None:
         mbarrier.arrive(q_free)
@@ -350,6 +386,8 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     pv = _last_pv(p_op, acc, v_smem, v_ready, r_last, STAGES)
     acc = warpgroup_mma_wait(0, deps=(pv,))
     _free_arrive(v_free, r_last, 1, STAGES, FREE_BAR, FREE_COUNT)
+    if THREAD_SUMS:  # the lanes' parts added once
+        l_i = gl.sum(l_i, axis=1)
     return acc, m_i, l_i
 
 

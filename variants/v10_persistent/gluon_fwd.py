@@ -17,6 +17,8 @@ and softmax, imported from ``variants.v08_gluon.gluon_fwd``). What changes is ar
   before that buffer is written again, one block later.
 So where a v08 program's prologue (barrier set-up, the Q load, the first K tile's latency) and
 epilogue ran with its SM's tensor cores idle, here they run under the neighbouring blocks' work.
+Two changes inside a block, both switches of v08's code: lazy rescaling (kernel.LAZY) and the
+row sums kept per thread, the lanes' parts added once per block (THREAD_SUMS; NOTES run 14).
 """
 
 from triton.experimental import gluon
@@ -96,7 +98,7 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
             acc, m_i, l_i = _attend(
                 q_smem.index(mine), k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV,
                 qk_scale, n_mine, r, q_free.index(mine), IS_CAUSAL, BLOCK_N, STAGES, FREE_BAR,
-                FREE_COUNT, LAZY,
+                FREE_COUNT, LAZY, THREAD_SUMS=1,
             )  # fmt: skip
             acc = _normalise(acc, m_i, l_i, LSE, z, h, H, row0, N_Q)
             tma.store_wait(0)  # the previous block's O has left the buffer
