@@ -15,10 +15,10 @@ TAKEAWAY = (
     "the same row blocks, walked by one program per SM with the K/V ring and a double-buffered Q "
     "running on from block to block, so no block starts or ends cold: +2-8% over v08's forward "
     "at d=64 and at d=128 causal on an H200, and +2% more at d=128 from handing the ring's "
-    "slots back on hardware named barriers, and +1-4% from lazy rescaling (a warp skips the "
-    "accumulator's multiplies unless a row's max grew by over 2^8); with v09's backward, "
-    "1.01-1.13x cuDNN forward and 1.04-1.16x backward on all eight flash workloads (median of "
-    "three rotated rounds)"
+    "slots back on hardware named barriers; inside a block, +1-4% from lazy rescaling (a warp "
+    "skips the accumulator's multiplies unless a row's max grew by over 2^8) and +1-4% at "
+    "d=128 from row sums kept per thread; with v09's backward, 1.01-1.14x cuDNN forward and "
+    "1.06-1.18x backward on all eight flash workloads (median of three rotated rounds)"
 )
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
