@@ -45,9 +45,9 @@ FREE_BAR = {128: 8}
 # Lazy rescaling (v05's tuning option, here with FlashAttention-4's threshold of 2^8 and a warp's
 # vote; v08's gluon_fwd.LAZY_TAU), by padded head dim and mask: the accumulator's rescale after
 # P@V's wait, 64 multiplies per thread per key tile at d=128, is skipped by every warp whose 16
-# rows kept their max. On an H200: +1.7-3.9% at d=128 and +2.4-3.1% at d=64 without the mask; at
-# d=64 causal the three 160-register consumers spill around it (46 LDL/STL in the key loop, -2.5%),
-# so it keeps the eager rescale there (NOTES.md, run 13).
+# rows kept their max. On an H200, two processes: +1.0-3.9% at d=128 and +2.4-4.3% at d=64
+# without the mask; at d=64 causal the three 160-register consumers spill around it (46 LDL/STL
+# in the key loop, 2.2-3.1% slower), so it keeps the eager rescale there (NOTES.md, run 13).
 LAZY = {(128, False): 1, (128, True): 1, (64, False): 1}
 
 
