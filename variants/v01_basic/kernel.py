@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from common.grid_limits import split_batch_heads
+from common.triton_helpers import cast, interp_bf16
 from common.validation import check_inputs, is_empty, new_output
 
 from . import CAPABILITIES
@@ -26,6 +27,7 @@ def _attn_fwd_row(
     IS_CAUSAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    INTERP_BF16: tl.constexpr,
 ):
     # -- which query row this program owns (64-bit offsets: B*H*N*D can pass 2**31)
     row = tl.program_id(0).to(tl.int64)
@@ -66,7 +68,10 @@ def _attn_fwd_row(
         acc += w * v.to(tl.float32)
 
     o_row = Out + off_z * stride_oz + off_h * stride_oh + row * stride_om
-    tl.store(o_row + offs_d * stride_ok, acc.to(Out.dtype.element_ty), mask=d_mask)
+    # Rounded to nearest even, as the GPU does, also under the interpreter (its bf16 cast
+    # truncates: a full ulp off in half the elements; common/triton_helpers.py).
+    out = cast(acc, Out.dtype.element_ty, INTERP_BF16)
+    tl.store(o_row + offs_d * stride_ok, out, mask=d_mask)
 
 
 @split_batch_heads
@@ -85,6 +90,7 @@ def attention(query, key, value, *, is_causal=False, scale=None):
         IS_CAUSAL=is_causal,
         BLOCK_N=triton.next_power_of_2(key.shape[2]),
         BLOCK_D=triton.next_power_of_2(d),
+        INTERP_BF16=interp_bf16(query.dtype),
     )
     return out
 

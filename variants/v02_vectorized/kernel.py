@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from common.grid_limits import split_batch_heads
+from common.triton_helpers import cast, interp_bf16
 from common.validation import check_inputs, is_empty, new_output
 
 from . import CAPABILITIES
@@ -27,6 +28,7 @@ def _attn_fwd_row(
     IS_CAUSAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    INTERP_BF16: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     off_hz = tl.program_id(1)
@@ -63,7 +65,8 @@ def _attn_fwd_row(
     acc = tl.sum(p[:, None] * v, axis=0)
 
     o_ptrs = Out + off_z * stride_oz + off_h * stride_oh + row * stride_om + offs_d * stride_ok
-    tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=d_mask)
+    # Rounded to nearest even also under the interpreter (common/triton_helpers.py).
+    tl.store(o_ptrs, cast(acc, Out.dtype.element_ty, INTERP_BF16), mask=d_mask)
 
 
 @split_batch_heads
@@ -82,5 +85,6 @@ def attention(query, key, value, *, is_causal=False, scale=None):
         IS_CAUSAL=is_causal,
         BLOCK_N=triton.next_power_of_2(key.shape[2]),
         BLOCK_D=triton.next_power_of_2(d),
+        INTERP_BF16=interp_bf16(query.dtype),
     )
     return out
