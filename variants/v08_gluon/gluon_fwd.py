@@ -348,11 +348,13 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
             r0, q_free, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
             STAGES: gl.constexpr, FREE_BAR: gl.constexpr = 0,
             FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0,
-            THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
+            THREAD_SUMS: gl.constexpr = 0, Q_REGS: gl.constexpr = 0):  # fmt: skip
     """One consumer's 64 rows against K/V tiles 0..n_tiles-1 (tile j at ring position r0 + j):
     the unnormalised output, row max and row sum. When ``q_free`` is a barrier, it is arrived on
     as soon as the last QK^T has read Q (a persistent loader then refills the buffer while the
-    last P@V and the epilogue run)."""
+    last P@V and the epilogue run). Q_REGS (v10 at d=128): Q is loaded into registers once, as
+    every QK^T's A operand (wgmma from registers: only K is read from shared memory), and its
+    buffer handed back at once."""
     BLOCK_D: gl.constexpr = q.shape[1]
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
@@ -365,6 +367,10 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     acc = gl.zeros([ROWS, BLOCK_D], gl.float32, o_layout)
     m_i = gl.full([ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = _row_sums_init(s_layout, BLOCK_N, THREAD_SUMS)
+    if Q_REGS:
+        q = q.load(gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2))
+        if q_free is not None:
+            mbarrier.arrive(q_free)
 
     s = warpgroup_mma_wait(0, deps=(_first_scores(q, k_smem, k_ready, s_zero, r0, STAGES),))
     _free_arrive(k_free, r0, 0, STAGES, FREE_BAR, FREE_COUNT)
@@ -380,7 +386,7 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
             s_j, pv, p_op, m_i, l_i, k_free, v_free, j, r0 + j, row0, N_KV, qk_scale, IS_CAUSAL,
             BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT, LAZY, THREAD_SUMS,
         )  # fmt: skip
-    if q_free is not None:
+    if q_free is not None and not Q_REGS:
         mbarrier.arrive(q_free)
     r_last = r0 + n_tiles - 1
     pv = _last_pv(p_op, acc, v_smem, v_ready, r_last, STAGES)

@@ -51,6 +51,19 @@ FREE_BAR = {128: 8}
 LAZY = {(128, False): 1, (128, True): 1, (64, False): 1}
 
 
+# Q held in registers as QK^T's A operand (wgmma RS), by padded head dim: loaded from its buffer
+# once per row block, so each QK^T reads only K from shared memory (32 of 48 KiB per consumer and
+# key tile at d=128; with P@V's V and the ring's TMA writes, 224 -> 192 KiB per tile pair, against
+# 2,048 cycles of tensor work at 128 bytes a cycle). On an H200, two processes: +2.1 to +5.2% at
+# d=128 except 16k causal (+2.7 / +0.4%); at d=64 three 160-register consumers spill (18 LDL/STL
+# in the key loop) and ran 16-20% slower, so d=64 reads Q from shared memory (NOTES.md, run 15).
+Q_REGS = {128: 1}
+
+# The config keys that are on/off switches, and what 0 and 1 mean.
+SWITCHES = {"LAZY": "0 (eager rescale) or 1 (lazy)",
+            "Q_REGS": "0 (Q read from shared memory) or 1 (Q in registers)"}  # fmt: skip
+
+
 # Under the causal mask the row blocks are dealt in groups of heads (v09's HEAD_GROUP, four), each
 # row block of every head in the group before the next (schedule.py): a head-by-head deal leaves
 # the last head's longest blocks to the end, where they run with SMs idle (at 4k tokens a
@@ -77,15 +90,16 @@ def _sm_count(device_index: int) -> int:
 def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     """Run the persistent forward; ``config`` ({"STAGES", "CONSUMERS"} as in v08, "PROGRAMS", by
     default one per SM, "FREE_BAR", 0 for mbarriers, "HEAD_GROUP", heads per group in the causal
-    deal, and "LAZY", 0 or 1) overrides the defaults (tuning script, tests)."""
+    deal, "LAZY" and "Q_REGS", 0 or 1) overrides the defaults (tuning script, tests)."""
     B, H, n_q, d = q.shape
     block_d = v08._block_d(d)
     config = {**v08_configs.tiles(block_d, n_q, causal), "FREE_BAR": FREE_BAR.get(block_d, 0),
-              "LAZY": LAZY.get((block_d, causal), 0), **(config or {})}  # fmt: skip
+              "LAZY": LAZY.get((block_d, causal), 0), "Q_REGS": Q_REGS.get(block_d, 0),
+              **(config or {})}  # fmt: skip
     consumers, stages = config["CONSUMERS"], config["STAGES"]
-    if config["LAZY"] not in (0, 1):
-        lazy = config["LAZY"]
-        raise ValueError(f"config: LAZY must be 0 (eager rescale) or 1 (lazy), got {lazy!r}")
+    for switch, choices in SWITCHES.items():
+        if config[switch] not in (0, 1):
+            raise ValueError(f"config: {switch} must be {choices}, got {config[switch]!r}")
     if config["FREE_BAR"] and config["FREE_BAR"] + 2 * stages > 16:  # a CTA has 16
         raise ValueError(
             f"config: FREE_BAR: {stages} stages from named barrier {config['FREE_BAR']} need ids "
@@ -108,7 +122,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
         *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,
         IS_CAUSAL=causal, BLOCK_N=v08_configs.BLOCK_N, STAGES=stages, CONSUMERS=consumers,
         CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], FREE_BAR=config["FREE_BAR"],
-        LAZY=config["LAZY"], num_warps=4,
+        LAZY=config["LAZY"], Q_REGS=config["Q_REGS"], num_warps=4,
     )  # fmt: skip
 
 

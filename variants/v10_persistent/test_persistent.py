@@ -96,10 +96,11 @@ def test_named_ring_barriers_past_the_sixteen_ids_are_refused():
         kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"STAGES": 5, "FREE_BAR": 8})
 
 
-def test_lazy_rescale_switch_other_than_0_or_1_is_refused():
+@pytest.mark.parametrize("switch", ["LAZY", "Q_REGS"])
+def test_switch_other_than_0_or_1_is_refused(switch):
     q, k, v = make_inputs(Problem(1, 1, 64, 64, 128, dtype=torch.bfloat16), "cpu")
-    with pytest.raises(ValueError, match="LAZY must be 0 .* or 1 .*, got 2"):
-        kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"LAZY": 2})
+    with pytest.raises(ValueError, match=f"{switch} must be 0 .* or 1 .*, got 2"):
+        kernel.launch_forward(q, k, v, q, None, False, 0.1, config={switch: 2})
 
 
 def _spy(monkeypatch):
@@ -130,21 +131,23 @@ def test_kernel_or_v08_handover_is_correct(monkeypatch, n_q, n_k, d, causal, dty
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (200, 333), (1000, 1000)])
 @pytest.mark.parametrize(
-    "d, stages, consumers, programs, free_bar, lazy",
-    [(64, 2, 3, 1, 0, 1), (64, 2, 3, 5, 0, 0), (64, 4, 3, 3, 0, 1), (64, 2, 2, 4, 0, 1),
-     (128, 2, 2, 1, 8, 1), (128, 2, 2, 7, 8, 1), (16, 4, 3, 2, 0, 1), (32, 2, 2, 132, 0, 0),
-     # the other way of handing ring slots back (and of rescaling) at each head dim, and every
-     # named id (4 stages)
-     (64, 2, 3, 5, 8, 0), (64, 4, 3, 3, 8, 1), (128, 2, 2, 7, 0, 0), (128, 2, 2, 3, 8, 0)],
+    "d, stages, consumers, programs, free_bar, lazy, q_regs",
+    [(64, 2, 3, 1, 0, 1, 0), (64, 2, 3, 5, 0, 0, 0), (64, 4, 3, 3, 0, 1, 0),
+     (64, 2, 2, 4, 0, 1, 0), (128, 2, 2, 1, 8, 1, 1), (128, 2, 2, 7, 8, 1, 1),
+     (16, 4, 3, 2, 0, 1, 0), (32, 2, 2, 132, 0, 0, 1),
+     # the other way of handing ring slots back (of rescaling, of reading Q) at each head dim,
+     # and every named id (4 stages)
+     (64, 2, 3, 5, 8, 0, 1), (64, 4, 3, 3, 8, 1, 0), (128, 2, 2, 7, 0, 0, 0),
+     (128, 2, 2, 3, 8, 0, 1), (128, 2, 2, 5, 8, 1, 0)],
 )  # fmt: skip
 def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, programs,
-                                        free_bar, lazy):  # fmt: skip
+                                        free_bar, lazy, q_regs):  # fmt: skip
     # Few programs: each walks many row blocks of several heads, so Q buffers, barrier parities
     # (or named barriers' rounds) and the K/V ring carry across blocks; 1000 and 200 rows leave
     # idle consumers (192-row blocks), and causal blocks trim a consumer's last key tile.
     problem = Problem(2, 3, n_q, n_k, d, causal, torch.bfloat16)
     config = {"STAGES": stages, "CONSUMERS": consumers, "PROGRAMS": programs,
-              "FREE_BAR": free_bar, "LAZY": lazy}  # fmt: skip
+              "FREE_BAR": free_bar, "LAZY": lazy, "Q_REGS": q_regs}  # fmt: skip
     assert_forward_launch_writes_every_row(kernel.launch_forward, problem, config, DEVICE)
 
 
