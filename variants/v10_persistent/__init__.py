@@ -17,8 +17,10 @@ TAKEAWAY = (
     "at d=64 and at d=128 causal on an H200, and +2% more at d=128 from handing the ring's "
     "slots back on hardware named barriers; inside a block, +1-4% from lazy rescaling (a warp "
     "skips the accumulator's multiplies unless a row's max grew by over 2^8) and +1-4% at "
-    "d=128 from row sums kept per thread; with v09's backward, 1.01-1.14x cuDNN forward and "
-    "1.06-1.18x backward on all eight flash workloads (median of three rotated rounds)"
+    "d=128 from row sums kept per thread, and +2-5% at d=128 from holding Q in registers "
+    "(each QK^T then reads only K from shared memory); with v09's backward, 1.02-1.22x cuDNN "
+    "forward and 1.05-1.18x backward on all eight flash workloads (median of three rotated "
+    "rounds), every kernel at the card's 700 W power limit"
 )
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
