@@ -25,7 +25,7 @@ def _loads(batch, heads, n_q, n_kv, causal, rows, programs, group=1):
         batch, heads, n_q, n_kv, causal, rows, 128, programs, torch.device("cpu"), group
     )
     n_blocks = -(-n_q // rows)
-    costs = schedule.block_costs(n_blocks, rows, n_kv, causal, 128)
+    costs = schedule.block_costs(n_blocks, rows, n_kv, causal, 128, n_q)
     owned, loads = [], []
     for p in range(programs):
         mine = blocks[starts[p] : starts[p + 1]].tolist()
@@ -75,6 +75,22 @@ def test_schedule_in_head_groups_deals_each_block_of_the_group_in_turn():
     assert kernel.head_group(4096, 128, False) == 1  # without the mask every block is alike
     with pytest.raises(ValueError, match="group must be positive, got 0"):
         schedule.head_major(3, 2, 0)
+
+
+def test_schedule_spreads_the_heads_short_last_blocks():
+    # 4096 rows in 192-row blocks: 21 full blocks per head and one of 64 rows (one consumer of
+    # three busy). 22 blocks per head divide 132 programs, so a round-robin deal gave all 128
+    # short blocks to 6 programs and a 22nd full block to 40 others.
+    owned, loads, _ = _loads(4, 32, 4096, 4096, False, 192, 132)
+    short = [sum(1 for q, m, _, _ in owned if q == p and m == 21) for p in range(132)]
+    full = [sum(1 for q, m, _, _ in owned if q == p and m < 21) for p in range(132)]
+    assert max(short) <= 4 and max(full) <= 21
+    # The longest program: 21 full blocks and one short (33 and 19.56 each, with the overhead),
+    # where round-robin's ran 22 full ones (726).
+    assert max(loads) == pytest.approx(21 * 33 + 32 * 0.58 + 1)
+    assert schedule.block_costs(22, 192, 4096, False, 128, 4096)[21] == 32 * 0.58
+    assert schedule.block_costs(22, 192, 4096, False, 128, 4160)[21] == 32 * 0.82  # 2 of 3 busy
+    assert schedule.block_costs(2, 128, 4096, False, 128, 200) == [32, 32]  # 1 of 2: unmeasured
 
 
 def test_schedule_without_a_mask_is_round_robin():
