@@ -11,9 +11,9 @@ first, LPT). That is what the hardware's block scheduler does with v08's grid, d
 host with estimated instead of measured times. Without a mask every block costs the same and the
 deal is round-robin; a head whose length the block does not divide (4096 rows in 192-row
 blocks: 21 and a block of 64 rows) ends in a cheaper block, and the deal is LPT again. Under the
-mask, head by head leaves the last head's longest blocks for the
-end, so the heads can be dealt in groups (``group``): each row block of every head in the group
-before the next, longest first across the group (kernel.py picks the group size).
+mask, head by head leaves the last head's longest blocks for the end, so the heads can be dealt
+in groups (``group``): each row block of every head in the group before the next, longest first
+across the group (kernel.py picks the group size).
 
 The result is two int32 tensors: ``blocks`` [n_blocks, 3] (row block, batch, head) grouped by
 program, and ``starts`` [programs + 1], program p's blocks being ``blocks[starts[p]:starts[p+1]]``.
