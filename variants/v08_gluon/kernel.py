@@ -12,6 +12,7 @@ forward runs (which itself hands over to v05 where it must). The kernel takes:
 The backward is v04's: v07's fused backward measured slower (its README).
 """
 
+import functools
 import math
 
 import torch
@@ -49,6 +50,14 @@ def applies(q, k, v, causal, sm_scale) -> bool:
     )
 
 
+@functools.cache
+def shared_layout(shape: tuple, dtype) -> gl.NVMMASharedLayout:
+    """The default NVMMA shared-memory layout of a tile, built once per shape and dtype: Triton
+    3.6 takes about 27 us of host time per build, and a launch needs four (v09's backward six), so
+    at 1000 tokens the forward's host work (~150 us a call) outlasted its kernel."""
+    return gl.NVMMASharedLayout.get_default_for(list(shape), dtype)
+
+
 def head_descriptor(t: torch.Tensor, rows: int, block_d: int) -> TensorDescriptor:
     """A TMA descriptor over ``t``'s [B, H, N, d] elements where they lie, moved in
     [1, 1, rows, block_d] boxes. A box clips at its own head's N and d (zeros read past them,
@@ -59,8 +68,8 @@ def head_descriptor(t: torch.Tensor, rows: int, block_d: int) -> TensorDescripto
         if strides[i] == 0 or shape[i] == 1:  # any 16-byte multiple will do for a size-1 dim
             shape[i], strides[i] = 1, t.shape[2] * t.stride(2)
     dt = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
-    box = [1, 1, rows, block_d]
-    return TensorDescriptor(t, shape, strides, box, gl.NVMMASharedLayout.get_default_for(box, dt))
+    box = (1, 1, rows, block_d)
+    return TensorDescriptor(t, shape, strides, list(box), shared_layout(box, dt))
 
 
 def operand_descriptors(q, k, v, o, block_d: int) -> list[TensorDescriptor]:

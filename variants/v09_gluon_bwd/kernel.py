@@ -99,10 +99,10 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
                          f"{BLOCK_N}, got {block_m}")  # fmt: skip
     n_pad = dq_acc.shape[1]
     dt = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
-    q_layout = gl.NVMMASharedLayout.get_default_for([block_m, block_d], dt)
-    kv_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_d], dt)
-    ds_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_N, block_m], dt)
-    vec_layout = gl.NVMMASharedLayout.get_default_for([block_m], gl.float32)
+    q_layout = v08.shared_layout((block_m, block_d), dt)
+    kv_layout = v08.shared_layout((BLOCK_N, block_d), dt)
+    ds_layout = v08.shared_layout((BLOCK_N, block_m), dt)
+    vec_layout = v08.shared_layout((block_m,), gl.float32)
     vecs = [host_descriptor(x, [block_m], vec_layout) for x in (lse_pad, delta_pad)]
     host = config.get(
         "HOST_DESC",
@@ -118,7 +118,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
         dq_block = [ROWS.value, min(32, block_d)]
     else:  # each consumer adds every query row, half the columns
         dq_block = [block_m, min(32, block_d // CONSUMERS.value)]
-    dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
+    dq_layout = v08.shared_layout(tuple(dq_block), gl.float32)
     desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
     attn_bwd[grid](
