@@ -53,7 +53,7 @@ def applies(q, k, v, causal, sm_scale) -> bool:
 @functools.cache
 def shared_layout(shape: tuple, dtype) -> gl.NVMMASharedLayout:
     """The default NVMMA shared-memory layout of a tile, built once per shape and dtype: Triton
-    3.6 takes about 27 us of host time per build, and a launch needs four (v09's backward six), so
+    3.6 takes about 27 us of host time per build, and a launch needs four (v09's backward five), so
     at 1000 tokens the forward's host work (~150 us a call) outlasted its kernel."""
     return gl.NVMMASharedLayout.get_default_for(list(shape), dtype)
 
