@@ -23,7 +23,7 @@ from variants.v09_gluon_bwd import kernel as v09
 
 from . import CAPABILITIES
 from .gluon_fwd import ROWS, attn_fwd
-from .schedule import schedule
+from .schedule import held, schedule
 
 LOG2E = math.log2(math.e)
 
@@ -113,10 +113,10 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     rows = ROWS.value * consumers
     n_blocks = B * H * triton.cdiv(n_q, rows)
     programs = min(config.get("PROGRAMS", _sm_count(q.device.index)), n_blocks)
-    blocks, starts = schedule(
+    blocks, starts = held(schedule(
         B, H, n_q, k.shape[2], causal, rows, v08_configs.BLOCK_N, programs, q.device,
         config.get("HEAD_GROUP", head_group(k.shape[2], block_d, causal)),
-    )
+    ))  # fmt: skip
     descs = v08.operand_descriptors(q, k, v, o, block_d)
     attn_fwd[(programs,)](
         *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,

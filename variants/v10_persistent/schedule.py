@@ -17,6 +17,8 @@ across the group (kernel.py picks the group size).
 
 The result is two int32 tensors: ``blocks`` [n_blocks, 3] (row block, batch, head) grouped by
 program, and ``starts`` [programs + 1], program p's blocks being ``blocks[starts[p]:starts[p+1]]``.
+``held`` keeps the pair alive once a CUDA graph has captured a launch that reads it: the graph
+reads the same memory at every replay, long after the cache may have dropped the pair.
 """
 
 import functools
@@ -85,12 +87,22 @@ def head_major(n_heads: int, n_blocks: int, group: int) -> list[tuple[int, int]]
     ]
 
 
+def _capturing(device: torch.device) -> bool:
+    """Whether the current CUDA stream is capturing a graph (the CPU build has no such check)."""
+    return torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 @functools.lru_cache(maxsize=64)
 def schedule(batch: int, heads: int, n_q: int, n_kv: int, causal: bool, rows: int, block_n: int,
              programs: int, device: torch.device,
              group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """``(blocks, starts)`` on ``device`` for ``programs`` programs (module docstring); cached
     per shape, so a training loop builds it once."""
+    if _capturing(device):  # the upload below would end the capture
+        raise RuntimeError(
+            "v10: the row-block schedule of a new shape is built on the host and copied to the "
+            "GPU, which a CUDA graph cannot capture; run one call of this shape before capturing"
+        )
     n_blocks = -(-n_q // rows)
     per_head = block_costs(n_blocks, rows, n_kv, causal, block_n, n_q)
     # Each head's longest block first: the last one under the causal mask, any one without.
@@ -108,3 +120,15 @@ def schedule(batch: int, heads: int, n_q: int, n_kv: int, causal: bool, rows: in
         table[starts[-1] : starts[-1] + len(mine)] = torch.stack((m, bh // heads, bh % heads), 1)
         starts.append(starts[-1] + len(mine))
     return table.to(device), torch.tensor(starts, dtype=torch.int32, device=device)
+
+
+# The schedules read by a captured CUDA graph, by id; never dropped (a graph may live forever, and
+# a pair is a few KiB to a few hundred).
+_HELD: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def held(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pair``, kept alive for good if the current stream is capturing a CUDA graph."""
+    if _capturing(pair[0].device):
+        _HELD[id(pair[0])] = pair
+    return pair

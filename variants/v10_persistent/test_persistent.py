@@ -100,6 +100,22 @@ def test_schedule_without_a_mask_is_round_robin():
     assert len(set(loads)) <= 2
 
 
+def test_a_schedule_read_under_graph_capture_is_held_and_a_new_one_refused(monkeypatch):
+    args = (1, 3, 777, 777, True, 192, 128, 5, torch.device("cpu"))
+    first = schedule.schedule(*args)  # built before the capture, as after a warm-up call
+    monkeypatch.setattr(schedule, "_capturing", lambda device: True)
+    assert schedule.schedule(*args) is first  # cached: no upload inside the capture
+    assert schedule.held(first) is first
+    schedule.schedule.cache_clear()  # the cache drops it; the graph still reads it
+    assert any(pair is first for pair in schedule._HELD.values())
+    with pytest.raises(RuntimeError, match="run one call of this shape before capturing"):
+        schedule.schedule(*args)
+    monkeypatch.setattr(schedule, "_capturing", lambda device: False)
+    other = schedule.schedule(*args)
+    assert schedule.held(other) is other
+    assert not any(pair is other for pair in schedule._HELD.values())
+
+
 def test_three_stages_at_d128_do_not_fit():
     q, k, v = make_inputs(Problem(1, 1, 64, 64, 128, dtype=torch.bfloat16), "cpu")
     with pytest.raises(ValueError, match="config: 3 stages x 2 consumers at head dim 128"):
