@@ -37,7 +37,9 @@ def issue_us(fn, calls: int = 200) -> float:
 
 
 def graphed(fn):
-    """``fn`` captured in a CUDA graph after a warm-up on a side stream; returns the replay."""
+    """``fn`` captured in a CUDA graph after a warm-up on a side stream (compiles, autotunes,
+    fills caches, as ``torch.cuda.graph`` asks); returns the replay and what the captured call
+    returned (tensors each replay rewrites)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -46,8 +48,8 @@ def graphed(fn):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
+        out = fn()
+    return graph.replay, out
 
 
 def measure(attention, shape, causal: bool, backward: bool) -> dict:
@@ -67,7 +69,7 @@ def measure(attention, shape, causal: bool, backward: bool) -> dict:
 
     row = {"issue_us": issue_us(call)}
     row["eager_us"] = triton.testing.do_bench(call, warmup=10, rep=100) * 1e3
-    row["graph_us"] = triton.testing.do_bench(graphed(call), warmup=10, rep=100) * 1e3
+    row["graph_us"] = triton.testing.do_bench(graphed(call)[0], warmup=10, rep=100) * 1e3
     return row
 
 

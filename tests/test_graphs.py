@@ -11,6 +11,7 @@ it, and the replay must read the inputs' current contents. Dynamo must run the s
 import pytest
 import torch
 
+from bench.host import graphed
 from common.testing import Problem, make_inputs
 from tests.stages import STAGES, stage_or_fail
 
@@ -49,8 +50,8 @@ def _refill(tensors, generator):
             t.copy_(torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype))
 
 
-@pytest.mark.parametrize(("stage_name", "causal"), _cases())
-def test_a_captured_graph_replays_on_new_inputs_as_eager_runs(stage_name, causal):
+def _setup(stage_name, causal):
+    """The stage, its inputs (``do`` None without a backward) and the grad mode to call it in."""
     stage = stage_or_fail(stage_name)
     p = _problem(stage, causal)
     if not p.fits(stage.capabilities):
@@ -58,23 +59,23 @@ def test_a_captured_graph_replays_on_new_inputs_as_eager_runs(stage_name, causal
     train = stage.capabilities.backward
     q, k, v = make_inputs(p, "cuda", requires_grad=train)
     do = torch.randn_like(q) if train else None
-    grad = torch.enable_grad() if train else torch.no_grad()
-    # Warm-up on a side stream, as torch.cuda.graph requires: compiles, autotunes, fills caches.
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), grad:
-        for _ in range(2):
-            _step(stage, q, k, v, do, causal)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), grad:
-        captured = _step(stage, q, k, v, do, causal)
+    return stage, (q, k, v, do), torch.enable_grad() if train else torch.no_grad()
+
+
+@pytest.mark.parametrize(("stage_name", "causal"), _cases())
+def test_a_captured_graph_replays_on_new_inputs_as_eager_runs(stage_name, causal):
+    stage, inputs, grad = _setup(stage_name, causal)
+
+    def call():
+        with grad:
+            return _step(stage, *inputs, causal)
+
+    replay, captured = graphed(call)
     gen = torch.Generator(device="cuda").manual_seed(1)
     for _ in range(2):  # new contents in the same tensors: the replay must read them
-        _refill([t for t in (q, k, v, do) if t is not None], gen)
-        graph.replay()
-        with grad:
-            eager = _step(stage, q, k, v, do, causal)
+        _refill([t for t in inputs if t is not None], gen)
+        replay()
+        eager = call()
         for name, got, want in zip(("out", "dq", "dk", "dv"), captured, eager, strict=False):
             # dQ may differ in its last bit where a backward sums it with atomics.
             torch.testing.assert_close(got, want, msg=f"{stage_name}: {name}")
@@ -83,18 +84,11 @@ def test_a_captured_graph_replays_on_new_inputs_as_eager_runs(stage_name, causal
 
 @pytest.mark.parametrize(("stage_name", "causal"), _cases())
 def test_runs_under_torch_compile_as_eagerly(stage_name, causal):
-    stage = stage_or_fail(stage_name)
-    p = _problem(stage, causal)
-    if not p.fits(stage.capabilities):
-        pytest.skip(f"{stage_name} does not take {p}")
-    train = stage.capabilities.backward
-    q, k, v = make_inputs(p, "cuda", requires_grad=train)
-    do = torch.randn_like(q) if train else None
+    stage, inputs, grad = _setup(stage_name, causal)
     torch._dynamo.reset()
     compiled = torch.compile(lambda *a: _step(stage, *a, causal), backend="eager")
-    grad = torch.enable_grad() if train else torch.no_grad()
     with grad:
-        got, want = compiled(q, k, v, do), _step(stage, q, k, v, do, causal)
+        got, want = compiled(*inputs), _step(stage, *inputs, causal)
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want, strict=False):
         torch.testing.assert_close(a, b, msg=f"{stage_name}: {name}")
 
