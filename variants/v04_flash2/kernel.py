@@ -437,11 +437,16 @@ def autograd_function(forward, backward=None):
             ctx.save_for_backward(q, k, v, o, lse)
             ctx.causal, ctx.sm_scale = causal, sm_scale
             ctx.mark_non_differentiable(lse)
+            # No zero-filled gradient for the LSE (a launch per step on the host's clock, where
+            # small calls are host-bound): the backward ignores it anyway.
+            ctx.set_materialize_grads(False)
             return o, lse
 
         @staticmethod
         @torch.autograd.function.once_differentiable
         def backward(ctx, do, _dlse):
+            if do is None:  # the output got no gradient: none flows back
+                return None, None, None, None, None
             q, k, v, o, lse = ctx.saved_tensors
             dq, dk, dv = run_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale)
             return dq, dk, dv, None, None

@@ -21,6 +21,7 @@ import triton
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from common.capabilities import sm_major
 from common.grid_limits import split_batch_heads
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
@@ -44,7 +45,7 @@ def applies(q, k, v, do) -> bool:
     return (
         not interpreting()
         and q.is_cuda
-        and torch.cuda.get_device_capability(q.device)[0] == 9
+        and sm_major(q.device.index) == 9
         and q.dtype in (torch.float16, torch.bfloat16)
         and v08._block_d(q.shape[-1]) in configs.HEAD_DIMS
         and all(v05.tma_addressable(t) for t in (q, k, v, do))
