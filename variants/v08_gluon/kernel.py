@@ -22,6 +22,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from common.capabilities import sm_major
 from common.grid_limits import split_batch_heads
+from common.launch import Launcher
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
 from variants.v05_hopper import kernel as v05
@@ -31,6 +32,7 @@ from . import CAPABILITIES, configs
 from .gluon_fwd import ROWS, attn_fwd
 
 LOG2E = math.log2(math.e)
+_ATTN_FWD = Launcher(attn_fwd)  # Triton's dispatch once per call key (common/launch.py)
 
 
 def _block_d(d: int) -> int:
@@ -89,7 +91,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     consumers = config["CONSUMERS"]
     descs = operand_descriptors(q, k, v, o, block_d)
     grid = (triton.cdiv(n_q, ROWS.value * consumers), H, B)
-    attn_fwd[grid](
+    _ATTN_FWD[grid](
         *descs, lse, H, n_q, k.shape[2], sm_scale * LOG2E,
         IS_CAUSAL=causal, BLOCK_N=configs.BLOCK_N, STAGES=config["STAGES"],
         CONSUMERS=consumers, CONSUMER_REGS=configs.CONSUMER_REGS[consumers], num_warps=4,

@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from common.launch import Launcher
 from common.validation import new_output
 
 BLOCK_ROWS = 64  # rows per program: 32 KiB of fp32 at BLOCK_D = 128, 64 registers per thread
@@ -33,6 +34,9 @@ def _dq_cast(DQ_ACC, DQ, N_Q, N_PAD, PERM: tl.constexpr, HEAD_DIM: tl.constexpr,
     tl.store(out, x.to(DQ.dtype.element_ty), mask=keep)
 
 
+_DQ_CAST = Launcher(_dq_cast)  # Triton's dispatch once per call key (common/launch.py)
+
+
 def dq_from_buffer(dq_acc: torch.Tensor, like: torch.Tensor, perm: bool) -> torch.Tensor:
     """dQ shaped, typed and placed like ``like`` ([B, H, N_Q, d], contiguous) from the fp32
     buffer ``dq_acc`` ([B*H, N_pad, BLOCK_D]; rows permuted when ``perm``)."""
@@ -42,6 +46,6 @@ def dq_from_buffer(dq_acc: torch.Tensor, like: torch.Tensor, perm: bool) -> torc
         raise ValueError(f"dq_acc: shape {tuple(dq_acc.shape)} does not hold {tuple(like.shape)}")
     dq = new_output(like.shape, like)
     grid = (triton.cdiv(n_q, BLOCK_ROWS), B * H)
-    _dq_cast[grid](dq_acc, dq, n_q, n_pad, PERM=perm, HEAD_DIM=d, BLOCK_D=block_d,
+    _DQ_CAST[grid](dq_acc, dq, n_q, n_pad, PERM=perm, HEAD_DIM=d, BLOCK_D=block_d,
                    BLOCK_ROWS=BLOCK_ROWS)  # fmt: skip
     return dq

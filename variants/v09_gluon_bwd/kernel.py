@@ -23,6 +23,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from common.capabilities import sm_major
 from common.grid_limits import split_batch_heads
+from common.launch import Launcher
 from common.validation import check_inputs, interpreting, new_output
 from variants.v04_flash2 import kernel as v04
 from variants.v05_hopper import kernel as v05
@@ -34,6 +35,7 @@ from .gluon_bwd import CONSUMERS, ROWS, attn_bwd
 from .prepare import prepare
 
 LOG2E = math.log2(math.e)
+_ATTN_BWD = Launcher(attn_bwd)  # Triton's dispatch once per call key (common/launch.py)
 BLOCK_N = CONSUMERS.value * ROWS.value
 CONFIG_KEYS = {
     "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM", "HEAD_GROUP"
@@ -122,7 +124,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
     dq_layout = v08.shared_layout(tuple(dq_block), gl.float32)
     desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
-    attn_bwd[grid](
+    _ATTN_BWD[grid](
         *tensors, desc_dq, dk, dv, *vecs,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3],
         *dk.stride()[:3], *dv.stride()[:3],

@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from common.launch import Launcher
 from common.validation import new_output
 
 BLOCK_ROWS = 64  # query rows per program: 32 KiB of fp32 dQ zeros at BLOCK_D = 128
@@ -42,6 +43,9 @@ def _prepare(O, DO, LSE, LSE_PAD, DELTA_PAD, DQ_ACC,
     tl.store(DQ_ACC + out[:, None] * BLOCK_D + cols[None, :], tl.zeros_like(o.to(tl.float32)))
 
 
+_PREPARE = Launcher(_prepare)  # Triton's dispatch once per call key (common/launch.py)
+
+
 def prepare(o: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, n_pad: int, block_d: int):
     """``(lse_pad, delta_pad, dq_acc)`` for the backward of ``o`` ([B, H, N_Q, d], unit stride
     along d, as is ``do``) whose base-2 log-sum-exp is ``lse`` ([B, H, N_Q] fp32): LSE and Delta
@@ -60,7 +64,7 @@ def prepare(o: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, n_pad: int, bl
     delta_pad = new_output((B * H * n_pad,), o, torch.float32)
     dq_acc = new_output((B * H, n_pad, block_d), o, torch.float32)
     grid = (n_pad // BLOCK_ROWS, B * H)
-    _prepare[grid](o, do, lse, lse_pad, delta_pad, dq_acc, *o.stride()[:3], *do.stride()[:3],
+    _PREPARE[grid](o, do, lse, lse_pad, delta_pad, dq_acc, *o.stride()[:3], *do.stride()[:3],
                    *lse.stride()[:2], H, n_q, n_pad, HEAD_DIM=d, BLOCK_D=block_d,
                    BLOCK_ROWS=BLOCK_ROWS)  # fmt: skip
     return lse_pad, delta_pad, dq_acc

@@ -14,6 +14,7 @@ import torch
 import triton
 
 from common.grid_limits import split_batch_heads
+from common.launch import Launcher
 from common.validation import check_inputs
 from variants.v04_flash2 import kernel as v04
 from variants.v08_gluon import configs as v08_configs
@@ -26,6 +27,7 @@ from .gluon_fwd import ROWS, attn_fwd
 from .schedule import held, schedule
 
 LOG2E = math.log2(math.e)
+_ATTN_FWD = Launcher(attn_fwd)  # Triton's dispatch once per call key (common/launch.py)
 
 
 # Shared memory per program at d=128 with two consumers: Q double-buffered (4 x 16 KiB), O's
@@ -118,7 +120,7 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
         config.get("HEAD_GROUP", head_group(k.shape[2], block_d, causal)),
     ))  # fmt: skip
     descs = v08.operand_descriptors(q, k, v, o, block_d)
-    attn_fwd[(programs,)](
+    _ATTN_FWD[(programs,)](
         *descs, lse, blocks, starts, H, n_q, k.shape[2], sm_scale * LOG2E,
         IS_CAUSAL=causal, BLOCK_N=v08_configs.BLOCK_N, STAGES=stages, CONSUMERS=consumers,
         CONSUMER_REGS=v08_configs.CONSUMER_REGS[consumers], FREE_BAR=config["FREE_BAR"],
