@@ -26,11 +26,12 @@ HEAD_DIMS = (16, 32, 64, 128)
 # at 4k, 561-570 against 548-555 at 16k); causal -7% at both head dims, d=64 non-causal +-1%.
 # DQ_PERM (run 13, dQ's rows staged without bank conflicts; two processes and a rotated A/B):
 # +2-4% without the mask at both head dims and with it at d=64 (16k causal 492-495 against
-# 481-484), d=64 4k causal -1 to +0.5%; d=128 causal 4-12% slower, unexplained (ncu: 4.6% more
-# cycles with the conflicts gone), so off there.
+# 481-484), d=64 4k causal -1 to +0.5%. At d=128 causal both switches lost 3-12% with the
+# programs launched head by head, and win together with HEAD_GROUP: +2.2-4.6% at 2k-16k tokens in
+# every round of two processes (run 21), so d=128 causal launches in head groups at every length.
 _TILES = {
     (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
-    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=False),
+    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
     (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=True),
     (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False, DQ_PERM=True),
 }
@@ -38,9 +39,10 @@ _TILES = {
 
 # Under the causal mask the programs launch in groups of HEAD_GROUP heads, each key block of
 # every head in the group before the next (gluon_bwd.py), so the last head's longest programs do
-# not start last. Only while the group's Q, dO (16-bit) and fp32 dQ fit in GROUP_BYTES of L2: on
-# an H200 four heads gained +1-4% at 4k tokens (two processes), were level at 16k d=64 (32 MiB)
-# and lost 2.6% at 16k d=128 (64 MiB; NOTES.md, run 19).
+# not start last. At d=64 only while the group's Q, dO (16-bit) and fp32 dQ fit in GROUP_BYTES of
+# L2: on an H200 four heads gained +1-4% at 4k tokens (two processes) and were level at 16k
+# (32 MiB; NOTES.md, run 19). At d=128 groups lost 2.6% at 16k (64 MiB) with v09's first causal
+# config, and gain at every length with DQ_UNDER_DK and DQ_PERM, which lose without them (run 21).
 HEAD_GROUP = 4
 GROUP_BYTES = 16 * 2**20
 
@@ -52,7 +54,10 @@ def group_for(bytes_per_head: int, causal: bool) -> int:
 
 
 def head_group(n_q: int, block_d: int, causal: bool) -> int:
-    """Heads per launch group: HEAD_GROUP while their Q, dO and dQ fit in GROUP_BYTES, else 1."""
+    """Heads per launch group: under the causal mask HEAD_GROUP at d=128, and below it while
+    their Q, dO and dQ fit in GROUP_BYTES; else 1."""
+    if causal and block_d == 128:
+        return HEAD_GROUP
     return group_for(n_q * block_d * (2 + 2 + 4), causal)
 
 

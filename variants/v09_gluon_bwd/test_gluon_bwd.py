@@ -180,6 +180,7 @@ def test_stage_table_covers_the_padded_head_dims():
 
 
 def test_causal_launch_groups_heads_while_their_q_do_and_dq_fit():
-    assert configs.head_group(4096, 128, True) == 4  # four heads' Q, dO and dQ: 16 MiB
+    assert configs.head_group(4096, 64, True) == 4  # four heads' Q, dO and dQ: 8 MiB
+    assert configs.head_group(16384, 128, True) == 4  # d=128: at every length (run 21)
     assert configs.head_group(16384, 64, True) == 1  # 32 MiB
     assert configs.head_group(4096, 64, False) == 1  # without the mask programs are alike
