@@ -28,7 +28,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 # +2-4% without the mask at both head dims and with it at d=64 (16k causal 492-495 against
 # 481-484), d=64 4k causal -1 to +0.5%. At d=128 causal both switches lost 3-12% with the
 # programs launched head by head, and win together with HEAD_GROUP: +2.2-4.6% at 2k-16k tokens in
-# every round of two processes (run 21), so d=128 causal launches in head groups at every length.
+# one process, +2.3-5.2% at 2k, 8k and 16k and -1.1% at 4k in a second (run 21), so d=128 causal
+# launches in head groups at every length.
 _TILES = {
     (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
     (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
