@@ -152,8 +152,12 @@ def backward_verdicts(stage, p: Problem, device) -> list[Verdict]:
     with poisoned_outputs():
         out = stage.attention(q, k, v, is_causal=p.causal, scale=scale)
         grads = torch.autograd.grad(out, (q, k, v), do)
-    ref = reference_attention(q, k, v, is_causal=p.causal, scale=scale)
-    ref_grads = torch.autograd.grad(ref, (q, k, v), do.double())
+    # The reference's own float64 leaves: autograd returns a leaf's gradient in the leaf's dtype,
+    # so gradients taken through fp16/bf16 leaves would come back rounded, and a stage within half
+    # an ulp of the truth could read one whole ulp off (CI saw dV 1.95e-3 against a 1.48e-3 budget).
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref = reference_attention(q64, k64, v64, is_causal=p.causal, scale=scale)
+    ref_grads = torch.autograd.grad(ref, (q64, k64, v64), do.double())
     with torch_matmul_precision(stage.capabilities):
         lowp = reference_attention(q, k, v, is_causal=p.causal, scale=scale, dtype=p.dtype)
         lowp_grads = torch.autograd.grad(lowp, (q, k, v), do)
