@@ -30,12 +30,22 @@ HEAD_DIMS = (16, 32, 64, 128)
 # programs launched head by head, and win together with HEAD_GROUP: +2.2-4.6% at 2k-16k tokens in
 # one process, +2.3-5.2% at 2k, 8k and 16k and -1.1% at 4k in a second (run 21), so d=128 causal
 # launches in head groups at every length.
+# DELTA_SCALED (run 25, two processes): Delta times sm_scale from prepare.py, so dS costs an FFMA
+# and an FMUL per element, not an FADD and two FMULs (sm_90 SASS: 391 against 423 instructions
+# per step at d=128, 549 against 613 at d=64). Without the mask +0.6-0.8% (4k) and +1.6-2.5%
+# (16k) at d=64, -0.5 / +0.4% (4k) and +1.1-1.5% (16k) at d=128. Under the mask ptxas spills 50
+# LDL/STL into one consumer's mask-free loop at d=64 (-2.3% at 4k, -7.4% at 16k), and d=128
+# read -2.0 / -4.4% at 4k and +0.2 / +2.3% at 16k: off there.
 _TILES = {
-    (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
-    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True),
-    (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=True),
-    (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False, DQ_PERM=True),
-}
+    (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True,
+                       DELTA_SCALED=True),
+    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True,
+                      DELTA_SCALED=False),
+    (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=True,
+                      DELTA_SCALED=True),
+    (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False, DQ_PERM=True,
+                     DELTA_SCALED=False),
+}  # fmt: skip
 
 
 # Under the causal mask the programs launch in groups of HEAD_GROUP heads, each key block of
@@ -63,6 +73,6 @@ def head_group(n_q: int, block_d: int, causal: bool) -> int:
 
 
 def tiles(block_d: int, causal: bool) -> dict:
-    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK and DQ_PERM for a padded head dim (16 and 32 take
-    d=64's, unmeasured)."""
+    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK, DQ_PERM and DELTA_SCALED for a padded head dim
+    (16 and 32 take d=64's, unmeasured)."""
     return dict(_TILES[(max(block_d, 64), causal)])

@@ -121,7 +121,8 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
           ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
           dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
           ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr,
-          DQ_PERM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+          DQ_PERM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+          DELTA_SCALED: gl.constexpr):  # fmt: skip
     """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
     dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask,
     with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
@@ -151,7 +152,10 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     delta = delta_smem.index(stage).load(cols_layout)
     dp = warpgroup_mma_wait(0, deps=(dp,))
     # sm_scale folded into dS: dK and dQ come out scaled.
-    ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
+    if DELTA_SCALED:  # Delta arrives times sm_scale: an FFMA and an FMUL per element, not three
+        ds = (p * (dp * sm_scale - gl.expand_dims(delta, 0))).to(dtype)
+    else:  # (under the mask the shorter form made ptxas spill at d=64: configs.py)
+        ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
     p_op = gl.convert_layout(p.to(dtype), op_layout)
     dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
     ds_op = gl.convert_layout(ds, op_layout)
@@ -192,7 +196,8 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
               m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
               WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
               DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
-              BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+              BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr,
+              DELTA_SCALED: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
@@ -237,20 +242,20 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
                            dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
         for i in range(n_full, n_steps):
             dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
                            v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
                            q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
                            dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
     else:
         for i in range(n_steps):
             dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
                            k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
                            do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
                            sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES)  # fmt: skip
+                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -274,7 +279,7 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
              HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
              DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
-             HEAD_GROUP: gl.constexpr = 1):  # fmt: skip
+             HEAD_GROUP: gl.constexpr = 1, DELTA_SCALED: gl.constexpr = False):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     pid_n = gl.program_id(0)  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -370,13 +375,13 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
                          SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
-                         STAGES)),
+                         STAGES, DELTA_SCALED)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
                          dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
                          off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
                          SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
-                         STAGES)),
+                         STAGES, DELTA_SCALED)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
                        kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,

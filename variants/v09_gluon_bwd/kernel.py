@@ -38,7 +38,8 @@ LOG2E = math.log2(math.e)
 _ATTN_BWD = Launcher(attn_bwd)  # Triton's dispatch once per call key (common/launch.py)
 BLOCK_N = CONSUMERS.value * ROWS.value
 CONFIG_KEYS = {
-    "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM", "HEAD_GROUP"
+    "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM",
+    "HEAD_GROUP", "DELTA_SCALED",
 }
 
 
@@ -82,8 +83,9 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
                     config=None):  # fmt: skip
     """Run the Gluon backward into ``dq_acc`` (fp32 [B*H, N_pad, BLOCK_D], zeroed; with DQ_PERM
     the rows of each group of 8 in the order dq_cast.py undoes), ``dk`` and ``dv``, from the
-    forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py); ``config``
-    (any of BLOCK_M, STAGES, HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM: configs.py; DQ_ROWS)
+    forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py; Delta times
+    ``sm_scale`` where the config has DELTA_SCALED); ``config`` (any of BLOCK_M, STAGES,
+    HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED: configs.py; DQ_ROWS)
     overrides the choices below, as does HEAD_GROUP (heads per launch group under the causal
     mask: configs.head_group)."""
     unknown = set(config or {}) - CONFIG_KEYS
@@ -135,7 +137,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
         DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
         HEAD_GROUP=config.get("HEAD_GROUP", configs.head_group(n_q, block_d, causal)) if causal
-        else 1, num_warps=4,
+        else 1, DELTA_SCALED=config["DELTA_SCALED"], num_warps=4,
     )  # fmt: skip
 
 
@@ -151,7 +153,9 @@ def _backward(do, q, k, v, o, lse, causal, sm_scale, config=None):
     block_d = v08._block_d(d)
     tiles = {**configs.tiles(block_d, causal), **(config or {})}
     n_pad = triton.cdiv(n_q, tiles["BLOCK_M"]) * tiles["BLOCK_M"]
-    lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d)
+    # DELTA_SCALED: the kernel takes Delta times sm_scale (configs.py).
+    delta_scale = sm_scale if tiles["DELTA_SCALED"] else 1.0
+    lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d, delta_scale)
     launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_scale, config)
     # Back to query order (DQ_PERM), cut to N_Q and d, and cast: one pass (dq_cast.py).
     dq = dq_from_buffer(dq_acc, q, tiles["DQ_PERM"])

@@ -1,7 +1,8 @@
 """The backward's inputs beside Q, K, V and dO, made in one pass before the kernel runs.
 
 For each (batch, head) the Gluon backward reads, padded to whole query blocks (N_pad rows):
-- Delta = rowsum(dO * O), 0 on padded rows;
+- Delta = rowsum(dO * O), times ``delta_scale`` (the softmax scale where the kernel's config
+  has DELTA_SCALED), 0 on padded rows;
 - the forward's base-2 LSE, +inf on padded rows (so P = exp2(S - LSE) is 0 there, no mask);
 - an fp32 dQ buffer [N_pad, BLOCK_D] of zeros that the key blocks reduce-add into.
 These took four launches (v04's Delta kernel, two pads and a fill): 74 us of kernels at
@@ -22,8 +23,8 @@ BLOCK_ROWS = 64  # query rows per program: 32 KiB of fp32 dQ zeros at BLOCK_D = 
 @triton.jit
 def _prepare(O, DO, LSE, LSE_PAD, DELTA_PAD, DQ_ACC,
              stride_oz, stride_oh, stride_om, stride_dz, stride_dh, stride_dm,
-             stride_lz, stride_lh, H, N_Q, N_PAD, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-             BLOCK_ROWS: tl.constexpr):  # fmt: skip
+             stride_lz, stride_lh, H, N_Q, N_PAD, delta_scale, HEAD_DIM: tl.constexpr,
+             BLOCK_D: tl.constexpr, BLOCK_ROWS: tl.constexpr):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     cols = tl.arange(0, BLOCK_D)
     bh = tl.program_id(1)
@@ -35,7 +36,7 @@ def _prepare(O, DO, LSE, LSE_PAD, DELTA_PAD, DQ_ACC,
                 mask=keep, other=0.0)  # fmt: skip
     do = tl.load(DO + z * stride_dz + h * stride_dh + rows[:, None] * stride_dm + cols[None, :],
                  mask=keep, other=0.0)  # fmt: skip
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1) * delta_scale
     lse = tl.load(LSE + z * stride_lz + h * stride_lh + rows, mask=real, other=float("inf"))
     out = bh.to(tl.int64) * N_PAD + rows
     tl.store(DELTA_PAD + out, delta)  # the grid covers exactly N_PAD rows
@@ -46,11 +47,19 @@ def _prepare(O, DO, LSE, LSE_PAD, DELTA_PAD, DQ_ACC,
 _PREPARE = Launcher(_prepare)  # Triton's dispatch once per call key (common/launch.py)
 
 
-def prepare(o: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, n_pad: int, block_d: int):
+def prepare(
+    o: torch.Tensor,
+    do: torch.Tensor,
+    lse: torch.Tensor,
+    n_pad: int,
+    block_d: int,
+    delta_scale: float = 1.0,
+):
     """``(lse_pad, delta_pad, dq_acc)`` for the backward of ``o`` ([B, H, N_Q, d], unit stride
     along d, as is ``do``) whose base-2 log-sum-exp is ``lse`` ([B, H, N_Q] fp32): LSE and Delta
-    as fp32 [B*H*n_pad] vectors, the zeroed dQ buffer as fp32 [B*H, n_pad, block_d]. ``n_pad``
-    must be a multiple of 64, ``block_d`` a power of two of at least d."""
+    (times ``delta_scale``) as fp32 [B*H*n_pad] vectors, the zeroed dQ buffer as fp32
+    [B*H, n_pad, block_d]. ``n_pad`` must be a multiple of 64, ``block_d`` a power of two of at
+    least d."""
     B, H, n_q, d = o.shape
     if n_pad < n_q or n_pad % BLOCK_ROWS:
         raise ValueError(f"n_pad: {n_pad} must be a multiple of {BLOCK_ROWS} of at least {n_q}")
@@ -65,6 +74,6 @@ def prepare(o: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, n_pad: int, bl
     dq_acc = new_output((B * H, n_pad, block_d), o, torch.float32)
     grid = (n_pad // BLOCK_ROWS, B * H)
     _PREPARE[grid](o, do, lse, lse_pad, delta_pad, dq_acc, *o.stride()[:3], *do.stride()[:3],
-                   *lse.stride()[:2], H, n_q, n_pad, HEAD_DIM=d, BLOCK_D=block_d,
+                   *lse.stride()[:2], H, n_q, n_pad, delta_scale, HEAD_DIM=d, BLOCK_D=block_d,
                    BLOCK_ROWS=BLOCK_ROWS)  # fmt: skip
     return lse_pad, delta_pad, dq_acc

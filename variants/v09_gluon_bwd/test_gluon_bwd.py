@@ -76,6 +76,8 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (64, {"HEAD_GROUP": 4}),  # causal: 6 heads in groups of 4 and 2, key blocks interleaved
         (128, {"HEAD_GROUP": 4}),
         (128, {"HEAD_GROUP": 8}),  # one group, smaller than the group size
+        (64, {"DELTA_SCALED": False}),  # (the default under the mask)
+        (128, {"DELTA_SCALED": True}),  # (the default without it)
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
@@ -124,10 +126,11 @@ def test_prepare_pads_lse_and_delta_and_zeroes_the_dq_buffer(n_q, d, n_pad, bloc
     B, H = 2, 3
     o, do = make_inputs(Problem(B, H, n_q, n_q, d, dtype=dtype, layout=layout), DEVICE)[:2]
     lse = torch.randn(B, H, n_q, device=DEVICE) * 10
+    scale = -0.3 if layout == "bnhd" else 1.0  # DELTA_SCALED's Delta, negative scales included
     with poisoned_outputs():
-        lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d)
+        lse_pad, delta_pad, dq_acc = prepare(o, do, lse, n_pad, block_d, scale)
     lse_pad, delta_pad = lse_pad.view(B, H, n_pad), delta_pad.view(B, H, n_pad)
-    want = (o.double() * do.double()).sum(-1)
+    want = (o.double() * do.double()).sum(-1) * scale
     torch.testing.assert_close(delta_pad[..., :n_q].double(), want, rtol=1e-5, atol=1e-5)
     assert (delta_pad[..., n_q:] == 0).all()
     assert torch.equal(lse_pad[..., :n_q], lse)
