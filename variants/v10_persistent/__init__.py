@@ -18,8 +18,8 @@ TAKEAWAY = (
     "slots back on hardware named barriers; inside a block, +1-4% from lazy rescaling (a warp "
     "skips the accumulator's multiplies unless a row's max grew by over 2^8) and +1-4% at "
     "d=128 from row sums kept per thread, and +2-5% at d=128 from holding Q in registers "
-    "(each QK^T then reads only K from shared memory); with v09's backward, 1.05-1.15x cuDNN "
-    "forward and 1.06-1.16x backward on all eight flash workloads (median of three rotated "
+    "(each QK^T then reads only K from shared memory); with v09's backward, 1.04-1.16x cuDNN "
+    "forward and 1.07-1.21x backward on all eight flash workloads (median of three rotated "
     "rounds), every kernel at the card's 700 W power limit"
 )
 CAPABILITIES = Capabilities(
