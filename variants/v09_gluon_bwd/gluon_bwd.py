@@ -154,7 +154,7 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     # sm_scale folded into dS: dK and dQ come out scaled.
     if DELTA_SCALED:  # Delta arrives times sm_scale: an FFMA and an FMUL per element, not three
         ds = (p * (dp * sm_scale - gl.expand_dims(delta, 0))).to(dtype)
-    else:  # (under the mask the shorter form made ptxas spill at d=64: configs.py)
+    else:  # (under the mask the short form spilled at d=64, gained nothing at d=128: configs.py)
         ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
     p_op = gl.convert_layout(p.to(dtype), op_layout)
     dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
