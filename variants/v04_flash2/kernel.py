@@ -101,24 +101,17 @@ def _attn_fwd_inner(acc, l_i, m_i, q, k_head, v_head, stride_kn, stride_kk, stri
 
 
 @triton.jit
-def _attn_fwd(
-    Q, K, V, Out, LSE,
-    stride_qz, stride_qh, stride_qm, stride_qk,
-    stride_kz, stride_kh, stride_kn, stride_kk,
-    stride_vz, stride_vh, stride_vn, stride_vk,
-    stride_oz, stride_oh, stride_om, stride_ok,
-    H, N_Q, N_KV, N_KEY, qk_scale,
-    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    if IS_CAUSAL:
-        # Longest rows first: the last query block walks the most keys, so launching it first
-        # keeps the final wave from being a tail of long blocks on a few SMs.
-        pid_m = tl.num_programs(0) - 1 - pid_m
-    start_m = pid_m * BLOCK_M
-    off_hz = tl.program_id(1)
+def _attn_fwd_block(Q, K, V, Out, LSE,
+                    stride_qz, stride_qh, stride_qm, stride_qk,
+                    stride_kz, stride_kh, stride_kn, stride_kk,
+                    stride_vz, stride_vh, stride_vn, stride_vk,
+                    stride_oz, stride_oh, stride_om, stride_ok,
+                    H, N_Q, N_KV, qk_scale, start_m, off_hz,
+                    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Query rows start_m..start_m + BLOCK_M - 1 of (batch, head) off_hz: O and the base-2 LSE
+    (also v10's redo of the rows its max-free softmax could not keep)."""
     off_z = (off_hz // H).to(tl.int64)
     off_h = (off_hz % H).to(tl.int64)
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -154,6 +147,32 @@ def _attn_fwd(
     tl.store(Out + off_z * stride_oz + off_h * stride_oh
              + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
              cast(acc, Out.dtype.element_ty, INTERP_BF16), mask=row_mask)
+
+
+@triton.jit
+def _attn_fwd(
+    Q, K, V, Out, LSE,
+    stride_qz, stride_qh, stride_qm, stride_qk,
+    stride_kz, stride_kh, stride_kn, stride_kk,
+    stride_vz, stride_vh, stride_vn, stride_vk,
+    stride_oz, stride_oh, stride_om, stride_ok,
+    H, N_Q, N_KV, N_KEY, qk_scale,
+    IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    INTERP_BF16: tl.constexpr, SCALE_POSITIVE: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    if IS_CAUSAL:
+        # Longest rows first: the last query block walks the most keys, so launching it first
+        # keeps the final wave from being a tail of long blocks on a few SMs.
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    _attn_fwd_block(Q, K, V, Out, LSE,
+                    stride_qz, stride_qh, stride_qm, stride_qk,
+                    stride_kz, stride_kh, stride_kn, stride_kk,
+                    stride_vz, stride_vh, stride_vn, stride_vk,
+                    stride_oz, stride_oh, stride_om, stride_ok,
+                    H, N_Q, N_KV, qk_scale, pid_m * BLOCK_M, tl.program_id(1),
+                    IS_CAUSAL, HEAD_DIM, BLOCK_D, INTERP_BF16, SCALE_POSITIVE, BLOCK_M, BLOCK_N)
 
 
 # ---------------------------------------------------------------------------- backward kernels

@@ -34,7 +34,15 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-ROWS = gl.constexpr(64)  # query rows per consumer warpgroup: one wgmma M-tile
+from .softmax import (
+    ROWS,
+    _rescale,
+    _rescale_rows,
+    _row_sums_init,
+    _softmax,
+    _softmax_maxless,
+    _to_parts,
+)
 
 
 @gluon.jit
@@ -147,128 +155,6 @@ def _loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
              BLOCK_N, STAGES)  # fmt: skip
 
 
-# Lazy rescaling (LAZY = 1; v05's tuning option, here with FlashAttention-4's threshold): the row
-# max the exponentials are taken against moves only when a tile's max passes it by more than
-# LAZY_TAU (base 2). P then stays below 2^8 (well inside bf16's and fp16's range; the output and
-# LSE are the same sums, only P's largest terms are rounded to 16 bits too), the max stops moving
-# after a row's first tiles, and a warp skips the accumulator's multiply when none of its 16 rows
-# moved: a vote and a uniform branch over the multiplies, in inline PTX, as Gluon has no branch on
-# a per-warp value. (v05's block-wide branch between the MMAs cost more than it saved.)
-LAZY_TAU = gl.constexpr(8.0)
-
-# Whether any lane's two rows (a thread holds rows r and r + 8 of its warp's 16 in the wgmma
-# layout) have alpha != 1, as 1 / 0 in every lane of the warp.
-WARP_ANY_RESCALE = gl.constexpr(
-    "{ .reg .pred %la, %lb; setp.neu.f32 %la, $2, 0f3F800000; setp.neu.f32 %lb, $3, 0f3F800000;"
-    " or.pred %la, %la, %lb; vote.sync.any.pred %la, %la, 0xffffffff; selp.u32 $0, 1, 0, %la;"
-    " mov.b32 $1, $0; }"
-)
-
-
-@gluon.constexpr_function
-def _rescale_asm(n):
-    """PTX for one thread's n accumulator elements: multiplied by their rows' alpha unless the
-    warp's flag is 0 (operands: n outputs, n accumulators tied to them, n alphas, n flags)."""
-    muls = " ".join(f"mul.f32 ${i}, ${i}, ${2 * n + i};" for i in range(n))
-    return (f"{{ .reg .pred %lz; setp.eq.u32 %lz, ${3 * n}, 0; @%lz bra.uni LZ_DONE; {muls}"
-            " LZ_DONE: }")  # fmt: skip
-
-
-@gluon.constexpr_function
-def _rescale_constraints(n):
-    return ",".join(["=f"] * n + [str(i) for i in range(n)] + ["f"] * n + ["r"] * n)
-
-
-@gluon.jit
-def _new_max(m_i, m_tile, LAZY: gl.constexpr):
-    """The row max the tile's exponentials are taken against (LAZY: moved only by > LAZY_TAU)."""
-    m_new = gl.maximum(m_i, m_tile)
-    if LAZY:
-        m_new = gl.where(m_new > m_i + LAZY_TAU, m_new, m_i)
-    return m_new
-
-
-@gluon.jit
-def _rescale(acc, alpha, LAZY: gl.constexpr):
-    """The accumulator brought to the new row max: every row times its alpha, or (LAZY) only in
-    warps where some row's alpha is not 1."""
-    o_rows: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
-    alpha = gl.convert_layout(alpha, o_rows)
-    if not LAZY:
-        acc = acc * gl.expand_dims(alpha, 1)
-    else:
-        flag = gl.inline_asm_elementwise(
-            WARP_ANY_RESCALE, "=r,=r,f,f", [alpha], dtype=gl.int32, is_pure=True, pack=2
-        )
-        N: gl.constexpr = acc.shape[0] * acc.shape[1] // (32 * gl.num_warps())
-        acc = gl.inline_asm_elementwise(
-            _rescale_asm(N), _rescale_constraints(N),
-            [acc, gl.expand_dims(alpha, 1), gl.expand_dims(flag, 1)],
-            dtype=gl.float32, is_pure=True, pack=N,
-        )  # fmt: skip
-    return acc
-
-
-# Row sums kept per thread (THREAD_SUMS = 1; FlashAttention-3's softmax does the same): in the
-# wgmma layout a thread holds 32 of a row's 128 scores and the other 96 sit in the three lanes
-# beside it. The sum is linear, so each thread can carry its own part of l (a [ROWS, 4] tensor,
-# the 4 across those lanes) through the key loop and the lanes add theirs once, at the end:
-# no shuffles per key tile, and a tree of depth 5 over the thread's elements where gl.sum adds
-# them in a chain of 31. ptxas places the row sum after P@V's wait, in front of the next QK^T.
-@gluon.jit
-def _thread_sums(p):
-    """Each thread's part of its rows' sums of a [ROWS, 128] tile, as [ROWS, 4]: column c is
-    8 x chunk + 2 x lane + e, and the chunk and e bits, the thread's own, are summed pairwise."""
-    x = gl.reshape(p, [p.shape[0], 2, 2, 2, 2, 4, 2])
-    x = gl.sum(x, axis=6)
-    x = gl.sum(x, axis=1)
-    x = gl.sum(x, axis=1)
-    x = gl.sum(x, axis=1)
-    return gl.sum(x, axis=1)
-
-
-@gluon.jit
-def _row_sums_init(s_layout: gl.constexpr, BLOCK_N: gl.constexpr, THREAD_SUMS: gl.constexpr):
-    """Zero row sums: [ROWS] per row, or (THREAD_SUMS) [ROWS, 4] per thread."""
-    if THREAD_SUMS:
-        gl.static_assert(BLOCK_N == 128, "per-thread row sums assume 128-key tiles")
-        l_i = _thread_sums(gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout))
-    else:
-        l_i = gl.zeros([ROWS], gl.float32, gl.SliceLayout(1, s_layout))
-    return l_i
-
-
-@gluon.jit
-def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
-             BLOCK_N: gl.constexpr, s_layout: gl.constexpr, LAZY: gl.constexpr = 0,
-             THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
-    """One tile's online-softmax step: P (unnormalised), the new row max, row sum and the factor
-    that brings the accumulator to the new max. Only tiles that cross the key count or the causal
-    diagonal pay for the mask."""
-    needs_mask = col0 + BLOCK_N > N_KV
-    if IS_CAUSAL:
-        needs_mask = needs_mask | (col0 + BLOCK_N > row0 + 1)
-    if needs_mask:
-        cols = col0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-        keep = gl.expand_dims(cols < N_KV, 0)
-        if IS_CAUSAL:
-            rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
-            keep = keep & (gl.expand_dims(cols, 0) <= gl.expand_dims(rows, 1))
-        s = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = _new_max(m_i, gl.max(s, axis=1), LAZY)
-        p = gl.exp2(s - gl.expand_dims(m_new, 1))
-    else:  # the scale is positive (host side), so it commutes with the row max
-        m_new = _new_max(m_i, gl.max(s, axis=1) * qk_scale, LAZY)
-        p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
-    alpha = gl.exp2(m_i - m_new)
-    if THREAD_SUMS:
-        a = gl.convert_layout(alpha, gl.SliceLayout(1, l_i.type.layout))
-        l_i = l_i * gl.expand_dims(a, 1) + _thread_sums(p)
-    else:
-        l_i = l_i * alpha + gl.sum(p, axis=1)
-    return p, m_new, l_i, alpha
-
-
 @gluon.jit
 def _first_scores(q, k_smem, k_ready, s_zero, r, STAGES: gl.constexpr):
     """Issue QK^T of a row block's first key tile, at ring position r (asynchronous; nothing to
@@ -296,20 +182,28 @@ def _retire_pair(s, acc, p_op, m_i, l_i, k_free, v_free, j, r, row0, N_KV, qk_sc
                  IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                  s_layout: gl.constexpr, p_layout: gl.constexpr, FREE_BAR: gl.constexpr = 0,
                  FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0,
-                 THREAD_SUMS: gl.constexpr = 0):  # fmt: skip
+                 THREAD_SUMS: gl.constexpr = 0, NO_MAX: gl.constexpr = 0):  # fmt: skip
     """Finish the pair _issue_pair started (key tile j, at ring position r): tile j's softmax while
     P@V of tile j-1 still runs, then the accumulator brought to the new row max, and tile j's P
-    as the next A operand."""
+    as the next A operand. NO_MAX: m_i and l_i are [ROWS, 4] per-thread parts (softmax.py)."""
     # Oldest first: QK^T of tile j is done, P@V of tile j-1 may still run.
     s = warpgroup_mma_wait(1, deps=(s,))
     _free_arrive(k_free, r, 0, STAGES, FREE_BAR, FREE_COUNT)
-    p, m_i, l_i, alpha = _softmax(
-        s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY,
-        THREAD_SUMS,
-    )  # fmt: skip
+    if NO_MAX:
+        p, m_i, l_i, alpha4, flag4 = _softmax_maxless(
+            s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY
+        )
+    else:
+        p, m_i, l_i, alpha = _softmax(
+            s, m_i, l_i, j * BLOCK_N, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY,
+            THREAD_SUMS,
+        )  # fmt: skip
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
     _free_arrive(v_free, r - 1, 1, STAGES, FREE_BAR, FREE_COUNT)
-    acc = _rescale(acc, alpha, LAZY)
+    if NO_MAX:
+        acc = _rescale_rows(acc, alpha4, flag4)
+    else:
+        acc = _rescale(acc, alpha, LAZY)
     p_op = gl.convert_layout(p.to(p_op.dtype), p_layout)
     return p_op, acc, m_i, l_i
 
@@ -348,7 +242,8 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
             r0, q_free, IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
             STAGES: gl.constexpr, FREE_BAR: gl.constexpr = 0,
             FREE_COUNT: gl.constexpr = 0, LAZY: gl.constexpr = 0,
-            THREAD_SUMS: gl.constexpr = 0, Q_REGS: gl.constexpr = 0):  # fmt: skip
+            THREAD_SUMS: gl.constexpr = 0, Q_REGS: gl.constexpr = 0,
+            NO_MAX: gl.constexpr = 0):  # fmt: skip
     """One consumer's 64 rows against K/V tiles 0..n_tiles-1 (tile j at ring position r0 + j):
     the unnormalised output, row max and row sum. When ``q_free`` is a barrier, it is arrived on
     as soon as the last QK^T has read Q (a persistent loader then refills the buffer while the
@@ -377,6 +272,8 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     p, m_i, l_i, alpha = _softmax(
         s, m_i, l_i, 0, row0, N_KV, qk_scale, IS_CAUSAL, BLOCK_N, s_layout, LAZY, THREAD_SUMS
     )
+    if NO_MAX:  # the row max in the per-thread parts' layout, as the guard keeps it
+        m_i = _to_parts(m_i, s_layout, BLOCK_N)
     p_op = gl.convert_layout(p.to(q.dtype), p_layout)
     for j in range(1, n_tiles):
         s_j, pv = _issue_pair(
@@ -384,7 +281,7 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
         )
         p_op, acc, m_i, l_i = _retire_pair(
             s_j, pv, p_op, m_i, l_i, k_free, v_free, j, r0 + j, row0, N_KV, qk_scale, IS_CAUSAL,
-            BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT, LAZY, THREAD_SUMS,
+            BLOCK_N, STAGES, s_layout, p_layout, FREE_BAR, FREE_COUNT, LAZY, THREAD_SUMS, NO_MAX,
         )  # fmt: skip
     if q_free is not None and not Q_REGS:
         mbarrier.arrive(q_free)
@@ -394,6 +291,8 @@ def _attend(q, k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV, qk_
     _free_arrive(v_free, r_last, 1, STAGES, FREE_BAR, FREE_COUNT)
     if THREAD_SUMS:  # the lanes' parts added once
         l_i = gl.sum(l_i, axis=1)
+    if NO_MAX:
+        m_i = gl.max(m_i, axis=1)
     return acc, m_i, l_i
 
 

@@ -83,7 +83,8 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
               desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV, qk_scale, WHICH: gl.constexpr,
               IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
               CONSUMERS: gl.constexpr, FREE_BAR: gl.constexpr,
-              LAZY: gl.constexpr, Q_REGS: gl.constexpr = 0):  # fmt: skip
+              LAZY: gl.constexpr, Q_REGS: gl.constexpr = 0,
+              NO_MAX: gl.constexpr = 0):  # fmt: skip
     FREE_COUNT: gl.constexpr = 128 * CONSUMERS + 32  # at a named ring barrier (FREE_BAR)
     o = o_smem.index(WHICH)
     r = 0  # ring position of the block's first key tile
@@ -98,7 +99,7 @@ def _consumer(q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready, k
             acc, m_i, l_i = _attend(
                 q_smem.index(mine), k_smem, v_smem, k_ready, v_ready, k_free, v_free, row0, N_KV,
                 qk_scale, n_mine, r, q_free.index(mine), IS_CAUSAL, BLOCK_N, STAGES, FREE_BAR,
-                FREE_COUNT, LAZY, THREAD_SUMS=1, Q_REGS=Q_REGS,
+                FREE_COUNT, LAZY, THREAD_SUMS=1, Q_REGS=Q_REGS, NO_MAX=NO_MAX,
             )  # fmt: skip
             acc = _normalise(acc, m_i, l_i, LSE, z, h, H, row0, N_Q)
             tma.store_wait(0)  # the previous block's O has left the buffer
@@ -118,7 +119,7 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, 
              IS_CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
              CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
              FREE_BAR: gl.constexpr = 0, LAZY: gl.constexpr = 0,
-             Q_REGS: gl.constexpr = 0):  # fmt: skip
+             Q_REGS: gl.constexpr = 0, NO_MAX: gl.constexpr = 0):  # fmt: skip
     pid = gl.program_id(0)
     first = gl.load(STARTS + pid)
     last = gl.load(STARTS + pid + 1)
@@ -140,15 +141,15 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, 
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
                              qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR,
-                             LAZY, Q_REGS)),
+                             LAZY, Q_REGS, NO_MAX)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
                              qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR,
-                             LAZY, Q_REGS)),
+                             LAZY, Q_REGS, NO_MAX)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
                              qk_scale, 2, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR,
-                             LAZY, Q_REGS)),
+                             LAZY, Q_REGS, NO_MAX)),
                 (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free,
                            k_ready, v_ready, k_free, v_free, BLOCKS, first, last, N_KV,
                            IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),
@@ -162,11 +163,11 @@ def attn_fwd(desc_q, desc_k, desc_v, desc_o, LSE, BLOCKS, STARTS, H, N_Q, N_KV, 
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
                              qk_scale, 0, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR,
-                             LAZY, Q_REGS)),
+                             LAZY, Q_REGS, NO_MAX)),
                 (_consumer, (q_smem, o_smem, k_smem, v_smem, q_bar, q_free, k_ready, v_ready,
                              k_free, v_free, desc_o, LSE, BLOCKS, first, last, H, N_Q, N_KV,
                              qk_scale, 1, IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR,
-                             LAZY, Q_REGS)),
+                             LAZY, Q_REGS, NO_MAX)),
                 (_loader, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bar, q_free,
                            k_ready, v_ready, k_free, v_free, BLOCKS, first, last, N_KV,
                            IS_CAUSAL, BLOCK_N, STAGES, CONSUMERS, FREE_BAR)),

@@ -1,9 +1,11 @@
 """What only v10 has: the schedule (CPU) and the persistent kernel's direct launches (GPU)."""
 
+import math
+
 import pytest
 import torch
 
-from common.reference import reference_attention
+from common.reference import causal_mask, reference_attention
 from common.testing import (
     Problem,
     assert_broadcast_kv_is_correct,
@@ -12,7 +14,7 @@ from common.testing import (
     make_inputs,
     record_kernel_or_fallback,
 )
-from variants.v10_persistent import kernel, schedule
+from variants.v10_persistent import kernel, redo, schedule
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = DEVICE == "cuda" and torch.cuda.get_device_capability()[0] == 9
@@ -128,7 +130,7 @@ def test_named_ring_barriers_past_the_sixteen_ids_are_refused():
         kernel.launch_forward(q, k, v, q, None, False, 0.1, config={"STAGES": 5, "FREE_BAR": 8})
 
 
-@pytest.mark.parametrize("switch", ["LAZY", "Q_REGS"])
+@pytest.mark.parametrize("switch", ["LAZY", "Q_REGS", "NO_MAX"])
 def test_switch_other_than_0_or_1_is_refused(switch):
     q, k, v = make_inputs(Problem(1, 1, 64, 64, 128, dtype=torch.bfloat16), "cpu")
     with pytest.raises(ValueError, match=f"{switch} must be 0 .* or 1 .*, got 2"):
@@ -163,41 +165,152 @@ def test_kernel_or_v08_handover_is_correct(monkeypatch, n_q, n_k, d, causal, dty
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_q, n_k", [(1, 1), (129, 1000), (1000, 129), (200, 333), (1000, 1000)])
 @pytest.mark.parametrize(
-    "d, stages, consumers, programs, free_bar, lazy, q_regs",
-    [(64, 2, 3, 1, 0, 1, 0), (64, 2, 3, 5, 0, 0, 0), (64, 4, 3, 3, 0, 1, 0),
-     (64, 2, 2, 4, 0, 1, 0), (128, 2, 2, 1, 8, 1, 1), (128, 2, 2, 7, 8, 1, 1),
-     (16, 4, 3, 2, 0, 1, 0), (32, 2, 2, 132, 0, 0, 1),
+    "d, stages, consumers, programs, free_bar, lazy, q_regs, no_max",
+    [(64, 2, 3, 1, 0, 1, 0, 0), (64, 2, 3, 5, 0, 0, 0, 0), (64, 4, 3, 3, 0, 1, 0, 0),
+     (64, 2, 2, 4, 0, 1, 0, 0), (128, 2, 2, 1, 8, 1, 1, 0), (128, 2, 2, 7, 8, 1, 1, 0),
+     (16, 4, 3, 2, 0, 1, 0, 0), (32, 2, 2, 132, 0, 0, 1, 0),
      # the other way of handing ring slots back (of rescaling, of reading Q) at each head dim,
      # and every named id (4 stages)
-     (64, 2, 3, 5, 8, 0, 1), (64, 4, 3, 3, 8, 1, 0), (128, 2, 2, 7, 0, 0, 0),
-     (128, 2, 2, 3, 8, 0, 1), (128, 2, 2, 5, 8, 1, 0)],
+     (64, 2, 3, 5, 8, 0, 1, 0), (64, 4, 3, 3, 8, 1, 0, 0), (128, 2, 2, 7, 0, 0, 0, 0),
+     (128, 2, 2, 3, 8, 0, 1, 0), (128, 2, 2, 5, 8, 1, 0, 0),
+     # the max-free softmax at each head dim, lazy or eager under the mask
+     (64, 2, 3, 1, 0, 1, 0, 1), (64, 2, 3, 5, 0, 0, 0, 1), (128, 2, 2, 7, 8, 1, 1, 1),
+     (16, 4, 3, 2, 0, 1, 0, 1), (32, 2, 2, 132, 0, 0, 1, 1), (128, 2, 2, 3, 0, 0, 0, 1)],
 )  # fmt: skip
 def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, programs,
-                                        free_bar, lazy, q_regs):  # fmt: skip
+                                        free_bar, lazy, q_regs, no_max):  # fmt: skip
     # Few programs: each walks many row blocks of several heads, so Q buffers, barrier parities
     # (or named barriers' rounds) and the K/V ring carry across blocks; 1000 and 200 rows leave
     # idle consumers (192-row blocks), and causal blocks trim a consumer's last key tile.
     problem = Problem(2, 3, n_q, n_k, d, causal, torch.bfloat16)
     config = {"STAGES": stages, "CONSUMERS": consumers, "PROGRAMS": programs,
-              "FREE_BAR": free_bar, "LAZY": lazy, "Q_REGS": q_regs}  # fmt: skip
+              "FREE_BAR": free_bar, "LAZY": lazy, "Q_REGS": q_regs, "NO_MAX": no_max}  # fmt: skip
     assert_forward_launch_writes_every_row(kernel.launch_forward, problem, config, DEVICE)
+
+
+def _assert_lse(lse, q, k, causal, atol, rows=...):
+    """The base-2 LSE (of ``rows``) against float64's natural log-sum-exp of the scaled
+    scores."""
+    scores = (q.double() @ k.double().transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if causal:
+        scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device), -math.inf)
+    want = scores.logsumexp(-1)[rows]
+    torch.testing.assert_close(lse[rows].double() * math.log(2.0), want, rtol=0, atol=atol)
+
+
+def _spy_redo(monkeypatch):
+    """Record, for each redo pass, which rows left the kernel with a NaN LSE."""
+    seen = []
+
+    def spy(q, k, v, o, lse, causal, qk_scale):
+        seen.append(lse.isnan().clone())
+        redo.redo_nan_rows(q, k, v, o, lse, causal, qk_scale)
+
+    monkeypatch.setattr(kernel, "redo_nan_rows", spy)
+    return seen
 
 
 @needs_hopper
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("d, lazy", [(64, 1), (128, 1), (128, 0)])
-def test_lazy_rescale_when_later_keys_dominate(causal, d, lazy):
+@pytest.mark.parametrize(
+    "d, lazy, no_max", [(64, 1, 0), (128, 1, 0), (128, 0, 0), (64, 1, 1), (64, 0, 1), (128, 1, 1)]
+)
+def test_rescale_when_later_keys_dominate(monkeypatch, causal, d, lazy, no_max):
     # Keys grow along the sequence, so each row's max rises by far more than the lazy threshold
-    # (2^8) tile after tile: every warp must take the rescale, or exp2(s - m) overflows.
+    # (2^8) tile after tile: every warp must take the rescale (with NO_MAX, the row sums' guard
+    # must fire and move the reference), or exp2(s - m) overflows.
     q, k, v = make_inputs(Problem(1, 2, 700, 900, d, causal, torch.bfloat16), DEVICE)
     k = (k.float() * torch.linspace(1, 60, 900, device=DEVICE)[:, None]).bfloat16()
     o = torch.full_like(q, float("nan"))
     lse = torch.full(q.shape[:3], float("nan"), device=DEVICE)
-    kernel.launch_forward(q, k, v, o, lse, causal, d**-0.5, config={"LAZY": lazy, "PROGRAMS": 3})
+    seen = _spy_redo(monkeypatch)
+    config = {"LAZY": lazy, "PROGRAMS": 3, "NO_MAX": no_max}
+    kernel.launch_forward(q, k, v, o, lse, causal, d**-0.5, config=config)
     ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
     eager = reference_attention(q, k, v, is_causal=causal, dtype=torch.bfloat16)
     verdict = judge("growing keys", o, ref, eager)
     assert verdict.ok, str(verdict)
+    _assert_lse(lse, q, k, causal, 1e-2)
+    # Scores reach ~86 (base 2) in the last tiles, so a few rows' maxima jump past what a
+    # rescale repairs (118) from one tile to the next: with NO_MAX the redo recomputes those.
+    assert len(seen) == no_max
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d, lazy", [(64, 1), (64, 0), (128, 1)])
+def test_max_free_guard_rescales_within_the_kernel(monkeypatch, causal, d, lazy):
+    # fp16 P overflows at 2^16. Keys growing 12-fold along the sequence raise each row's max by
+    # ~40 (base 2) over its first tile's, a few units a tile: unless the row sums' guard fires
+    # and rescales exactly, P passes 2^16 and the output is inf or NaN. No jump comes near what
+    # needs the redo (118), so every row must leave the kernel right.
+    q, k, v = make_inputs(Problem(2, 2, 700, 1000, d, causal, torch.float16), DEVICE)
+    k = (k.float() * torch.linspace(1, 12, 1000, device=DEVICE)[:, None]).half()
+    o = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:3], float("nan"), device=DEVICE)
+    seen = _spy_redo(monkeypatch)
+    config = {"LAZY": lazy, "PROGRAMS": 3, "NO_MAX": 1}
+    kernel.launch_forward(q, k, v, o, lse, causal, d**-0.5, config=config)
+    assert len(seen) == 1 and not seen[0].any()
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    eager = reference_attention(q, k, v, is_causal=causal, dtype=torch.float16)
+    verdict = judge("growing keys, fp16", o, ref, eager)
+    assert verdict.ok, str(verdict)
+    _assert_lse(lse, q, k, causal, 1e-2)
+
+
+@needs_hopper
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d, lazy", [(64, 1), (64, 0), (128, 1)])
+def test_max_free_rows_past_repair_are_redone(monkeypatch, causal, d, lazy):
+    # One key (700, in key tile 5: no mask for rows past 767) scores ~430 (base 2) above
+    # everything else for a few rows: their P overflows to inf, which no rescale repairs, so the
+    # kernel must hand them to the redo. Along the same direction every other row sees it at
+    # +-50, which the guard's exact rescale handles in the kernel.
+    n = 900
+    q, k, v = make_inputs(Problem(2, 2, n, n, d, causal, torch.bfloat16), DEVICE)
+    rows = [800, 899] if causal else [5, 150, 800, 899]
+    q[:, :, rows, 0] = 8.0
+    k[:, :, 700, 0] = 300.0
+    o = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:3], float("nan"), device=DEVICE)
+    seen = _spy_redo(monkeypatch)
+    config = {"LAZY": lazy, "PROGRAMS": 5, "NO_MAX": 1}
+    kernel.launch_forward(q, k, v, o, lse, causal, d**-0.5, config=config)
+    assert len(seen) == 1 and seen[0][:, :, rows].all()
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    eager = reference_attention(q, k, v, is_causal=causal, dtype=torch.bfloat16)
+    verdict = judge("a score past repair", o, ref, eager)
+    assert verdict.ok, str(verdict)
+    _assert_lse(lse, q, k, causal, 1e-2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_redo_recomputes_the_blocks_of_nan_rows_and_no_others(causal, dtype):
+    # The redo pass alone (under the interpreter on CPU): rows whose LSE is NaN, and the rest of
+    # their block of rows, get O and LSE recomputed; every other block keeps what it held
+    # (fresh random values here, which no recomputation would reproduce).
+    q, k, v = make_inputs(Problem(2, 2, 150, 130, 64, causal, dtype), DEVICE)
+    o = torch.randn_like(q)
+    lse = torch.randn(q.shape[:3], device=DEVICE)
+    bad = torch.zeros(q.shape[:3], dtype=torch.bool, device=DEVICE)
+    bad[0, 1, [0, 37, 149]] = True
+    bad[1, 0, 64:90] = True
+    lse[bad] = float("nan")
+    o_before, lse_before = o.clone(), lse.clone()
+    redo.redo_nan_rows(q, k, v, o, lse, causal, 64**-0.5 / math.log(2.0))
+    block = redo.tiles()["BLOCK_M"]
+    redone = bad.reshape(2, 2, -1).clone()
+    for start in range(0, 150, block):
+        redone[:, :, start : start + block] = bad[:, :, start : start + block].any(-1, keepdim=True)
+    assert torch.equal(o[~redone], o_before[~redone])
+    assert torch.equal(lse[~redone], lse_before[~redone])
+    ref = reference_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    eager = reference_attention(q, k, v, is_causal=causal, dtype=dtype)
+    verdict = judge("redone rows", o[redone], ref[redone], eager[redone])
+    assert verdict.ok, str(verdict)
+    _assert_lse(lse, q, k, causal, 1e-4, redone)
 
 
 @needs_hopper
