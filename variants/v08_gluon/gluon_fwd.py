@@ -12,7 +12,7 @@ Each consumer overlaps its own softmax with its tensor cores (FA3's intra-warpgr
 the QK^T of tile j and the P@V of tile j-1 are issued back to back as asynchronous wgmma; the
 consumer waits for the first only, computes tile j's softmax while P@V still runs, then waits for
 P@V and rescales the accumulator (v10, at d=128 and d=64 without the mask: only in warps where
-some row's max moved, LAZY below). The consumers are not ordered against each other: their
+some row's max moved, LAZY in softmax.py). The consumers are not ordered against each other: their
 softmaxes interleave with each other's MMAs as the warp schedulers find them, and a third
 consumer gives the schedulers a third warp to pick from.
 

@@ -17,8 +17,9 @@ and softmax, imported from ``variants.v08_gluon.gluon_fwd``). What changes is ar
   before that buffer is written again, one block later.
 So where a v08 program's prologue (barrier set-up, the Q load, the first K tile's latency) and
 epilogue ran with its SM's tensor cores idle, here they run under the neighbouring blocks' work.
-Two changes inside a block, both switches of v08's code: lazy rescaling (kernel.LAZY) and the
-row sums kept per thread, the lanes' parts added once per block (THREAD_SUMS; NOTES run 14).
+Changes inside a block are switches of v08's code: lazy rescaling (kernel.LAZY), the row sums
+kept per thread, the lanes' parts added once per block (THREAD_SUMS; NOTES run 14), Q in
+registers at d=128 (Q_REGS) and the max-free softmax (NO_MAX, v08's softmax.py; NOTES run 22).
 """
 
 from triton.experimental import gluon

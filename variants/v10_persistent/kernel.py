@@ -62,13 +62,25 @@ LAZY = {(128, False): 1, (128, True): 1, (64, False): 1}
 # in the key loop) and ran 16-20% slower, so d=64 reads Q from shared memory (NOTES.md, run 15).
 Q_REGS = {128: 1}
 
-# The max-free softmax (v08's softmax.py), at every head dim and mask: after a row block's first
-# tile a mask-free tile takes no row max; the per-thread row sums guard it, a warp whose sums
-# outgrow 2^8 rescales its rows by an exact power of two, and the rows no rescale repairs (a
-# score ~118 base-2 units over the running max) leave the kernel with a NaN LSE for redo.py to
-# recompute. On an H200, two processes: +8 to +13% at d=64 and d=128, with and without the
-# mask, redo pass included (83 of ~400 instructions per thread and tile gone; NOTES.md, run 22).
-NO_MAX = 1
+# The max-free softmax (v08's softmax.py): after a row block's first tile a mask-free tile takes
+# no row max; the per-thread row sums guard it, a warp whose sums outgrow 2^8 rescales its rows
+# by an exact power of two, and the rows no rescale repairs (a score ~118 base-2 units over the
+# running max) leave the kernel with a NaN LSE for redo.py to recompute. On an H200, two
+# processes, redo pass included: +8 to +13% at d=64 and d=128, with and without the mask, at
+# 4k-16k tokens (83 of ~400 instructions per thread and tile gone), +6% at d=96 (padded to 128),
+# +14.5% / +1% at d=32; but -8% at d=16, and the redo's launch (~12 us, host and GPU) outweighs
+# the gain on short calls: 8x16x1024x64 lost 3% (a 92 us forward) and 27% causal (42 us, where
+# the host sets the pace). So by padded head dim, and from 1e11 FLOPs (about 200 us here)
+# (NOTES.md, run 22).
+NO_MAX_DIMS = (32, 64, 128)
+NO_MAX_FLOPS = 1e11
+
+
+def no_max(B, H, n_q, n_kv, block_d, causal) -> int:
+    """Whether the max-free softmax pays for this call (1) or not (0)."""
+    flops = 4 * B * H * n_q * n_kv * block_d / (2 if causal else 1)
+    return int(block_d in NO_MAX_DIMS and flops >= NO_MAX_FLOPS)
+
 
 # The config keys that are on/off switches, and what 0 and 1 mean.
 SWITCHES = {"LAZY": "0 (eager rescale) or 1 (lazy)",
@@ -107,7 +119,8 @@ def launch_forward(q, k, v, o, lse, causal, sm_scale, config=None):
     block_d = v08._block_d(d)
     config = {**v08_configs.tiles(block_d, n_q, causal), "FREE_BAR": FREE_BAR.get(block_d, 0),
               "LAZY": LAZY.get((block_d, causal), 0), "Q_REGS": Q_REGS.get(block_d, 0),
-              "NO_MAX": NO_MAX, **(config or {})}  # fmt: skip
+              "NO_MAX": no_max(B, H, n_q, k.shape[2], block_d, causal),
+              **(config or {})}  # fmt: skip
     consumers, stages = config["CONSUMERS"], config["STAGES"]
     for switch, choices in SWITCHES.items():
         if config[switch] not in (0, 1):

@@ -3,14 +3,15 @@
 The persistent forward takes a mask-free tile's exponentials against the running max without
 taking the tile's own max, and rescales a warp's rows by an exact power of two when their sums
 outgrow it. A row whose sum over one tile reaches 2^126 (a score about 118 or more, base 2, over
-its running max: 82 nats, far outside what trained models produce) cannot be repaired from P,
-which may already be inf; the kernel sets its row sum to NaN, so its LSE leaves the kernel NaN.
-This pass recomputes those rows with v04's kernel body (the plain online softmax, fp32 row max
-per tile), and leaves every other row untouched.
+its running max: 82 nats) cannot be repaired from P, which may already be inf; the kernel sets
+its row sum to NaN, so its LSE leaves the kernel NaN. This pass recomputes every block of 64
+rows that holds such a row with v04's kernel body (the plain online softmax, a row max per
+tile), and leaves every other block untouched.
 
-Each program reads 16 blocks of 64 rows' LSE (4 KiB) and returns unless one is NaN: at 4k tokens
-and 128 heads, 512 programs that read 2 MiB in all, a few microseconds beside a forward of about
-1 ms. Rows whose inputs hold NaN or inf come out NaN either way, and are recomputed to NaN again.
+Each program reads 16 blocks' LSE (4 KiB) and returns unless one is NaN: at 4k tokens and 128
+heads, 512 programs that read 2 MiB in all. With its launch that is about 12 us of host and GPU
+time per call, which short calls do not earn back (kernel.no_max). Rows whose inputs hold NaN or
+inf come out NaN either way, and are recomputed to NaN again.
 """
 
 import triton

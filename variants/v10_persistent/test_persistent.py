@@ -137,6 +137,14 @@ def test_switch_other_than_0_or_1_is_refused(switch):
         kernel.launch_forward(q, k, v, q, None, False, 0.1, config={switch: 2})
 
 
+def test_max_free_softmax_only_where_it_paid():
+    assert kernel.no_max(4, 32, 4096, 4096, 64, True) == 1  # +10%
+    assert kernel.no_max(2, 16, 16384, 16384, 128, False) == 1  # +8%
+    assert kernel.no_max(4, 32, 4096, 4096, 16, False) == 0  # d=16: -8%
+    assert kernel.no_max(8, 16, 1024, 1024, 64, False) == 0  # a 92 us call: -3%, the redo
+    assert kernel.no_max(8, 16, 1024, 1024, 64, True) == 0
+
+
 def _spy(monkeypatch):
     """Record whether each forward call ran the persistent kernel (True) or v08's forward."""
     return record_kernel_or_fallback(monkeypatch, kernel, kernel.v08)
