@@ -149,8 +149,10 @@ def _softmax(s, m_i, l_i, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.constexpr,
 # power of two, so the fix-up is exact and every P is below 1 after it. A row whose T reaches
 # 2^126 (a score at least ~118 base-2 units over the running max: P may already be inf) cannot be
 # repaired from P; its row sum is set to NaN, which the rest of the block keeps, so its LSE comes
-# out NaN and the host-side redo recomputes the row (v10's redo.py).
-# Operands (two rows per thread): l, m, alpha, flag out; the thread's parts, l and m in.
+# out NaN and a pass after the kernel recomputes the row (v10's redo.py).
+# Operands (two rows per thread): l, m, alpha, flag out; the thread's parts, l and m in. The
+# outputs are early-clobber (=&): they are written before the branch reads the parts, and LLVM
+# otherwise may give an output an input's register.
 _GUARD_ROW = (
     "shfl.sync.bfly.b32 %gt, $P, 1, 0x1f, 0xffffffff; add.f32 %gs, $P, %gt;"
     " shfl.sync.bfly.b32 %gt, %gs, 2, 0x1f, 0xffffffff; add.f32 %gs, %gs, %gt;"
