@@ -19,6 +19,17 @@ def causal_mask(n_q: int, n_k: int, device) -> torch.Tensor:
 SCORES_PER_CALL = 1 << 24
 
 
+def reference_lse(query, key, *, is_causal=False, scale=None) -> torch.Tensor:
+    """The natural log-sum-exp of each row's scaled scores, in float64 (the kernels keep it in
+    base 2: compare ``lse * ln 2``)."""
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query.double() @ key.double().transpose(-1, -2)) * scale
+    if is_causal:
+        scores = scores.masked_fill(~causal_mask(query.shape[-2], key.shape[-2], query.device),
+                                    -math.inf)  # fmt: skip
+    return scores.logsumexp(-1)
+
+
 def reference_attention(query, key, value, *, is_causal=False, scale=None, dtype=torch.float64):
     """Eager attention computed in ``dtype`` (float64 by default), over groups of heads small
     enough that their N x N score matrices stay within memory (one head at a time for long

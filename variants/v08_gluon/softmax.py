@@ -27,6 +27,14 @@ WARP_ANY_RESCALE = gl.constexpr(
 )
 
 
+@gluon.jit
+def _warp_any_rescale(alpha):
+    """WARP_ANY_RESCALE over a tensor holding two rows' alphas per thread."""
+    return gl.inline_asm_elementwise(
+        WARP_ANY_RESCALE, "=r,=r,f,f", [alpha], dtype=gl.int32, is_pure=True, pack=2
+    )
+
+
 @gluon.constexpr_function
 def _rescale_asm(n):
     """PTX for one thread's n accumulator elements: multiplied by their rows' alpha unless the
@@ -59,9 +67,7 @@ def _rescale(acc, alpha, LAZY: gl.constexpr):
     if not LAZY:
         acc = acc * gl.expand_dims(alpha, 1)
     else:
-        flag = gl.inline_asm_elementwise(
-            WARP_ANY_RESCALE, "=r,=r,f,f", [alpha], dtype=gl.int32, is_pure=True, pack=2
-        )
+        flag = _warp_any_rescale(alpha)
         N: gl.constexpr = acc.shape[0] * acc.shape[1] // (32 * gl.num_warps())
         acc = gl.inline_asm_elementwise(
             _rescale_asm(N), _rescale_constraints(N),
@@ -238,9 +244,7 @@ def _softmax_maxless(s, m4, l4, col0, row0, N_KV, qk_scale, IS_CAUSAL: gl.conste
         )
         m4 = _to_parts(m_new, s_layout, BLOCK_N)
         alpha4 = _to_parts(alpha, s_layout, BLOCK_N)
-        flag4 = gl.inline_asm_elementwise(
-            WARP_ANY_RESCALE, "=r,=r,f,f", [alpha4], dtype=gl.int32, is_pure=True, pack=2
-        )
+        flag4 = _warp_any_rescale(alpha4)
     else:
         p = gl.exp2(s * qk_scale - _parts_to_tile(m4, s_layout, BLOCK_N))
         l4, m4, alpha4, flag4 = gl.inline_asm_elementwise(

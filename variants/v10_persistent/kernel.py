@@ -15,6 +15,7 @@ import triton
 
 from common.grid_limits import split_batch_heads
 from common.launch import Launcher
+from common.timing import attention_flops
 from common.validation import check_inputs
 from variants.v04_flash2 import kernel as v04
 from variants.v08_gluon import configs as v08_configs
@@ -78,7 +79,7 @@ NO_MAX_FLOPS = 1e11
 
 def no_max(B, H, n_q, n_kv, block_d, causal) -> int:
     """Whether the max-free softmax pays for this call (1) or not (0)."""
-    flops = 4 * B * H * n_q * n_kv * block_d / (2 if causal else 1)
+    flops = attention_flops(B, H, n_q, n_kv, block_d, causal)
     return int(block_d in NO_MAX_DIMS and flops >= NO_MAX_FLOPS)
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from common.reference import causal_mask, reference_attention
+from common.reference import reference_attention, reference_lse
 from common.testing import (
     Problem,
     assert_broadcast_kv_is_correct,
@@ -199,10 +199,7 @@ def test_direct_launch_writes_every_row(causal, n_q, n_k, d, stages, consumers, 
 def _assert_lse(lse, q, k, causal, atol, rows=...):
     """The base-2 LSE (of ``rows``) against float64's natural log-sum-exp of the scaled
     scores."""
-    scores = (q.double() @ k.double().transpose(-1, -2)) * q.shape[-1] ** -0.5
-    if causal:
-        scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device), -math.inf)
-    want = scores.logsumexp(-1)[rows]
+    want = reference_lse(q, k, is_causal=causal)[rows]
     torch.testing.assert_close(lse[rows].double() * math.log(2.0), want, rtol=0, atol=atol)
 
 
