@@ -36,6 +36,10 @@ HEAD_DIMS = (16, 32, 64, 128)
 # (16k) at d=64, -0.5 / +0.4% (4k) and +1.1-1.5% (16k) at d=128. Under the mask ptxas spills 50
 # LDL/STL into one consumer's mask-free loop at d=64 (-2.3% at 4k, -7.4% at 16k), and d=128
 # read -2.0 / -4.4% at 4k and +0.2 / +2.3% at 16k: off there.
+# TMA_DKV (run 29, two processes): dK and dV leave through the dQ staging buffer and the copy
+# engine, not by 64-128 plain 4-byte stores per thread. d=64: +3.1-3.4 / +4.5% at 4k (causal),
+# +3.8% at 8x16x2048, -1.0-(-0.4) / +0.9-2.5% at 16k; d=128 -0.9 / +2.5% at 4k and -4.0 / -6.0%
+# at 16k; d=32 -1.1% at 2x16x8192 causal. On at d=64 only (tiles()).
 _TILES = {
     (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True,
                        DELTA_SCALED=True),
@@ -73,6 +77,6 @@ def head_group(n_q: int, block_d: int, causal: bool) -> int:
 
 
 def tiles(block_d: int, causal: bool) -> dict:
-    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK, DQ_PERM and DELTA_SCALED for a padded head dim
-    (16 and 32 take d=64's, unmeasured)."""
-    return dict(_TILES[(max(block_d, 64), causal)])
+    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED and TMA_DKV for a padded
+    head dim (16 and 32 take d=64's, unmeasured)."""
+    return {**_TILES[(max(block_d, 64), causal)], "TMA_DKV": block_d == 64}

@@ -192,12 +192,13 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
 
 @gluon.jit
 def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, kv_bar,
-              q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, start_n,
-              m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
+              q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, z, h,
+              start_n, m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
               WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
               DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
               BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr,
-              DELTA_SCALED: gl.constexpr):  # fmt: skip
+              DELTA_SCALED: gl.constexpr, TMA_DKV: gl.constexpr,
+              DKV_LAYOUT: gl.constexpr):  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
     )
@@ -259,8 +260,30 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
+    if TMA_DKV:
+        # Through this consumer's dQ staging buffer (as many bytes as a [64, d] 16-bit tile),
+        # by the copy engine: the 4-D descriptors clip at the head's N_KV and d.
+        buf = dq_smem._reinterpret(dtype, [ROWS, BLOCK_D], DKV_LAYOUT)
+        box = buf.reshape([1, 1, ROWS, BLOCK_D])
+        buf.store(dk.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(DK, [z, h, key0, 0], box)
+        tma.store_wait(0)
+        buf.store(dv.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(DV, [z, h, key0, 0], box)
+        tma.store_wait(0)
+    else:
+        _store_dkv(dk, dv, DK, DV, stride_dkn, stride_dvn, key0, N_KV, HEAD_DIM)
+
+
+@gluon.jit
+def _store_dkv(dk, dv, DK, DV, stride_dkn, stride_dvn, key0, N_KV, HEAD_DIM):
+    """dK and dV of the 64 keys from ``key0`` by plain stores, cut to N_KV and HEAD_DIM."""
+    kv_layout: gl.constexpr = dk.type.layout
+    dtype: gl.constexpr = DK.dtype.element_ty
     out_rows = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, kv_layout))
-    out_cols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, kv_layout))
+    out_cols = gl.arange(0, dk.shape[1], layout=gl.SliceLayout(0, kv_layout))
     keep = gl.expand_dims(out_rows < N_KV, 1) & gl.expand_dims(out_cols < HEAD_DIM, 0)
     row_off = gl.expand_dims(out_rows.to(gl.int64), 1)
     col_off = gl.expand_dims(out_cols, 0)
@@ -279,7 +302,8 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
              HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
              DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
-             HEAD_GROUP: gl.constexpr = 1, DELTA_SCALED: gl.constexpr = False):  # fmt: skip
+             HEAD_GROUP: gl.constexpr = 1, DELTA_SCALED: gl.constexpr = False,
+             TMA_DKV: gl.constexpr = False, DKV_LAYOUT: gl.constexpr = None):  # fmt: skip
     BLOCK_N: gl.constexpr = CONSUMERS * ROWS
     pid_n = gl.program_id(0)  # causal: key block 0 has the most query blocks, first
     off_hz = gl.program_id(1)
@@ -365,23 +389,28 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     for i in gl.static_range(2):
         mbarrier.init(ds_ready.index(i), count=CONSUMERS)
 
-    dk_ptr = DK + off_z * stride_dkz + off_h * stride_dkh
-    dv_ptr = DV + off_z * stride_dvz + off_h * stride_dvh
+    if TMA_DKV:  # DK and DV are [B, H, N, d] descriptors (kernel.py)
+        dk_ptr, dv_ptr = DK, DV
+    else:
+        dk_ptr = DK + off_z * stride_dkz + off_h * stride_dkh
+        dv_ptr = DV + off_z * stride_dvz + off_h * stride_dvh
+    z = (off_hz // H).to(gl.int32)
+    h = (off_hz % H).to(gl.int32)
     row_lse = off_hz * N_PAD + m_first * BLOCK_M
     gl.warp_specialize(
         [
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
-                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_diag,
+                         n_steps, off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
                          SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
-                         STAGES, DELTA_SCALED)),
+                         STAGES, DELTA_SCALED, TMA_DKV, DKV_LAYOUT)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, start_n, m_first, n_diag, n_steps,
-                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_diag,
+                         n_steps, off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
                          SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
-                         STAGES, DELTA_SCALED)),
+                         STAGES, DELTA_SCALED, TMA_DKV, DKV_LAYOUT)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
                        kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,

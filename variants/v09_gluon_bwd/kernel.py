@@ -39,7 +39,7 @@ _ATTN_BWD = Launcher(attn_bwd)  # Triton's dispatch once per call key (common/la
 BLOCK_N = CONSUMERS.value * ROWS.value
 CONFIG_KEYS = {
     "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM",
-    "HEAD_GROUP", "DELTA_SCALED",
+    "HEAD_GROUP", "DELTA_SCALED", "TMA_DKV",
 }
 
 
@@ -85,7 +85,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
     the rows of each group of 8 in the order dq_cast.py undoes), ``dk`` and ``dv``, from the
     forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py; Delta times
     ``sm_scale`` where the config has DELTA_SCALED); ``config`` (any of BLOCK_M, STAGES,
-    HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED: configs.py; DQ_ROWS)
+    HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED, TMA_DKV: configs.py; DQ_ROWS)
     overrides the choices below, as does HEAD_GROUP (heads per launch group under the causal
     mask: configs.head_group)."""
     unknown = set(config or {}) - CONFIG_KEYS
@@ -126,8 +126,13 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
     dq_layout = v08.shared_layout(tuple(dq_block), gl.float32)
     desc_dq = host_descriptor(dq_acc.view(-1, block_d), dq_block, dq_layout)
     grid = (triton.cdiv(n_kv, BLOCK_N), B * H)
+    tma_dkv = config.get("TMA_DKV", False)
+    if tma_dkv:  # dK and dV leave through [B, H, N, d] descriptors, 64 keys per box
+        dk_arg, dv_arg = (v08.head_descriptor(t, ROWS.value, block_d) for t in (dk, dv))
+    else:
+        dk_arg, dv_arg = dk, dv
     _ATTN_BWD[grid](
-        *tensors, desc_dq, dk, dv, *vecs,
+        *tensors, desc_dq, dk_arg, dv_arg, *vecs,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3],
         *dk.stride()[:3], *dv.stride()[:3],
         H, n_q, n_kv, n_pad, sm_scale, sm_scale * LOG2E,
@@ -137,7 +142,8 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
         CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
         DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
         HEAD_GROUP=config.get("HEAD_GROUP", configs.head_group(n_q, block_d, causal)) if causal
-        else 1, DELTA_SCALED=config["DELTA_SCALED"], num_warps=4,
+        else 1, DELTA_SCALED=config["DELTA_SCALED"], TMA_DKV=tma_dkv,
+        DKV_LAYOUT=v08.shared_layout((ROWS.value, block_d), dt) if tma_dkv else None, num_warps=4,
     )  # fmt: skip
 
 

@@ -78,6 +78,10 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (128, {"HEAD_GROUP": 8}),  # one group, smaller than the group size
         (64, {"DELTA_SCALED": False}),  # (the default under the mask)
         (128, {"DELTA_SCALED": True}),  # (the default without it)
+        (128, {"TMA_DKV": True}),  # dK and dV out by the copy engine
+        (64, {"TMA_DKV": True}),
+        (16, {"BLOCK_M": 64, "TMA_DKV": True}),  # the smallest staging buffer: [64, 8] fp32
+        (64, {"BLOCK_M": 128, "DQ_ROWS": False, "TMA_DKV": True}),
     ],
 )
 def test_direct_launch_writes_every_gradient(causal, n_q, n_k, d, config):
