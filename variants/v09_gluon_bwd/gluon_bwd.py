@@ -34,6 +34,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
+from variants.v08_gluon.gluon_fwd import _box
+
 ROWS = gl.constexpr(64)  # keys per consumer warpgroup: one wgmma M-tile
 CONSUMERS = gl.constexpr(2)
 
@@ -264,17 +266,20 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
         # Through this consumer's dQ staging buffer (as many bytes as a [64, d] 16-bit tile),
         # by the copy engine: the 4-D descriptors clip at the head's N_KV and d.
         buf = dq_smem._reinterpret(dtype, [ROWS, BLOCK_D], DKV_LAYOUT)
-        box = buf.reshape([1, 1, ROWS, BLOCK_D])
-        buf.store(dk.to(dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(DK, [z, h, key0, 0], box)
-        tma.store_wait(0)
-        buf.store(dv.to(dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(DV, [z, h, key0, 0], box)
-        tma.store_wait(0)
+        _send_tile(dk.to(dtype), buf, DK, [z, h, key0, 0])
+        _send_tile(dv.to(dtype), buf, DV, [z, h, key0, 0])
     else:
         _store_dkv(dk, dv, DK, DV, stride_dkn, stride_dvn, key0, N_KV, HEAD_DIM)
+
+
+@gluon.jit
+def _send_tile(x, buf, desc, coord):
+    """``x`` to global memory at ``coord`` of a [B, H, N, d] descriptor, through ``buf``, which
+    is free again on return."""
+    buf.store(x)
+    fence_async_shared()
+    tma.async_copy_shared_to_global(desc, coord, _box(buf))
+    tma.store_wait(0)
 
 
 @gluon.jit
@@ -394,8 +399,7 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     else:
         dk_ptr = DK + off_z * stride_dkz + off_h * stride_dkh
         dv_ptr = DV + off_z * stride_dvz + off_h * stride_dvh
-    z = (off_hz // H).to(gl.int32)
-    h = (off_hz % H).to(gl.int32)
+    z, h = off_z.to(gl.int32), off_h.to(gl.int32)  # the descriptors' batch and head coordinates
     row_lse = off_hz * N_PAD + m_first * BLOCK_M
     gl.warp_specialize(
         [
