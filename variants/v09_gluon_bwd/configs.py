@@ -6,8 +6,8 @@ loop, plus S^T and dP^T ([64, BLOCK_M] fp32 each) and its half of dQ per step (h
 at BLOCK_M = 64, half the rows at 128: kernel.py): 64 + 64 + 32 + 32 + 32 registers per thread
 at BLOCK_D = 128, BLOCK_M = 64, within the 240 that `setmaxnreg` gives a consumer (ptxas: no
 spills). BLOCK_M = 128 at d=64 spills a little (32 LDL/STL, 3 in the loop) and is still the
-fastest: without a mask (NOTES.md, run 3) and, once the causal diagonal's steps have a loop of
-their own, with it (run 7).
+fastest: without a mask (NOTES.md, run 3) and, once the causal diagonal's steps are out of the
+loop, with it (runs 7 and 30).
 Shared memory at BLOCK_D = 128, BLOCK_M = 64: K and V 64 KiB, Q and dO 32 KiB per stage, dS
 2 x 16 KiB, the dQ staging 32 KiB: 193 KiB at two stages, 226 KiB at three (ptxas).
 """
@@ -19,8 +19,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 # H200, bf16, x cuDNN's backward in the same run, median of three rounds (NOTES.md, run 7;
 # 2026-11-22-exp-bwd-v09-diag-last): d=128 64-query steps, two stages: 1.02 / 1.06 (4k tokens,
 # causal), 1.00 / 1.07 (16k). d=64 128-query steps: 1.04 / 1.02 (4k), 1.05 / 1.07 (16k), the
-# causal ones with the diagonal's steps last in a loop of their own (DIAG_LAST; in one loop
-# with 64-query steps, the config before: 0.95 / 0.97). DIAG_LAST at d=128 cost 3-6%. With dQ
+# causal ones with the diagonal's steps last in a loop of their own (in one loop with 64-query
+# steps, the config before: 0.95 / 0.97; that split cost 3-6% at d=128). With dQ
 # split by rows (run 8, two processes): d=64 1.05-1.11 / 1.07-1.08 (4k), 1.12 / 1.14-1.15 (16k).
 # DQ_UNDER_DK (run 10, two processes): d=128 non-causal +1-3.5% (519-522 against 508-513 TFLOP/s
 # at 4k, 561-570 against 548-555 at 16k); causal -7% at both head dims, d=64 non-causal +-1%.
@@ -35,20 +35,22 @@ HEAD_DIMS = (16, 32, 64, 128)
 # per step at d=128, 549 against 613 at d=64). Without the mask +0.6-0.8% (4k) and +1.6-2.5%
 # (16k) at d=64, -0.5 / +0.4% (4k) and +1.1-1.5% (16k) at d=128. Under the mask ptxas spills 50
 # LDL/STL into one consumer's mask-free loop at d=64 (-2.3% at 4k, -7.4% at 16k), and d=128
-# read -2.0 / -4.4% at 4k and +0.2 / +2.3% at 16k: off there.
+# read -2.0 / -4.4% at 4k and +0.2 / +2.3% at 16k. With the diagonal's steps peeled off the
+# loop (run 30, gluon_bwd.py) d=64 takes it under the mask too (+1.3 / +2.6% against the split
+# loops at 16k / 4k); d=128 causal read -1.6 to +1.8%: off there.
+# The diagonal peeled (run 30, six rotated rounds): d=128 causal +0.9-1.6% against one masked
+# loop at 4k-16k (+0.9-2.9% against the mean of two readings of it); d=64 causal, with
+# DELTA_SCALED, as above. It replaced both earlier loop shapes, the mask in one loop at d=128
+# and the diagonal last in a loop of its own at d=64.
 # TMA_DKV (run 29, two processes): dK and dV leave through the dQ staging buffer and the copy
 # engine, not by 64-128 plain 4-byte stores per thread. d=64: +3.1-3.4 / +4.5% at 4k (causal),
 # +3.8% at 8x16x2048, -1.0-(-0.4) / +0.9-2.5% at 16k; d=128 -0.9 / +2.5% at 4k and -4.0 / -6.0%
 # at 16k; d=32 -1.1% at 2x16x8192 causal. On at d=64 only (tiles()).
 _TILES = {
-    (128, False): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True,
-                       DELTA_SCALED=True),
-    (128, True): dict(BLOCK_M=64, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=True, DQ_PERM=True,
-                      DELTA_SCALED=False),
-    (64, False): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=False, DQ_UNDER_DK=False, DQ_PERM=True,
-                      DELTA_SCALED=True),
-    (64, True): dict(BLOCK_M=128, STAGES=2, DIAG_LAST=True, DQ_UNDER_DK=False, DQ_PERM=True,
-                     DELTA_SCALED=False),
+    (128, False): dict(BLOCK_M=64, STAGES=2, DQ_UNDER_DK=True, DQ_PERM=True, DELTA_SCALED=True),
+    (128, True): dict(BLOCK_M=64, STAGES=2, DQ_UNDER_DK=True, DQ_PERM=True, DELTA_SCALED=False),
+    (64, False): dict(BLOCK_M=128, STAGES=2, DQ_UNDER_DK=False, DQ_PERM=True, DELTA_SCALED=True),
+    (64, True): dict(BLOCK_M=128, STAGES=2, DQ_UNDER_DK=False, DQ_PERM=True, DELTA_SCALED=True),
 }  # fmt: skip
 
 
@@ -77,6 +79,6 @@ def head_group(n_q: int, block_d: int, causal: bool) -> int:
 
 
 def tiles(block_d: int, causal: bool) -> dict:
-    """BLOCK_M, STAGES, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED and TMA_DKV for a padded
+    """BLOCK_M, STAGES, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED and TMA_DKV for a padded
     head dim (16 and 32 take d=64's tiles, unmeasured, but not TMA_DKV: -1.1% at d=32)."""
     return {**_TILES[(max(block_d, 64), causal)], "TMA_DKV": block_d == 64}

@@ -76,16 +76,13 @@ def _add_dq(dq, desc_dq, dq_smem, row, col, DQ_PERM: gl.constexpr):
 @gluon.jit
 def _loader(desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem, v_smem,
             do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free, kv_row, q_row,
-            row_lse, n_diag, n_steps, SPLIT: gl.constexpr, BLOCK_M: gl.constexpr,
-            STAGES: gl.constexpr):  # fmt: skip
+            row_lse, n_steps, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     mbarrier.expect(kv_bar, desc_k.block_type.nbytes + desc_v.block_type.nbytes)
     tma.async_copy_global_to_shared(desc_k, [kv_row, 0], kv_bar, k_smem)
     tma.async_copy_global_to_shared(desc_v, [kv_row, 0], kv_bar, v_smem)
     for i in range(n_steps):
         stage = i % STAGES
         m0 = i * BLOCK_M
-        if SPLIT:  # the consumers' order: the n_diag diagonal query blocks last
-            m0 = ((i + n_diag) % n_steps) * BLOCK_M
         # A fresh mbarrier counts as having completed the phase of parity 1: the first round
         # through the ring does not wait.
         mbarrier.wait(free.index(stage), ((i // STAGES) & 1) ^ 1)
@@ -119,16 +116,14 @@ def _send_dq(
 
 
 @gluon.jit
-def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem,
-          ds_smem, dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-          dq_row, sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr,
-          ONLY_DIAGONAL: gl.constexpr, DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr,
-          DQ_PERM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
-          DELTA_SCALED: gl.constexpr):  # fmt: skip
+def _step(i, m0, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem,
+          dq_smem, q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
+          sm_scale, qk_scale, WHICH: gl.constexpr, MASKED: gl.constexpr, DQ_ROWS: gl.constexpr,
+          DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr, BLOCK_M: gl.constexpr,
+          STAGES: gl.constexpr, DELTA_SCALED: gl.constexpr):  # fmt: skip
     """Step ``i`` of one consumer (ring slot i % STAGES, the queries from row ``m0``): S^T,
-    dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask,
-    with ONLY_DIAGONAL only where the queries start before row ``diag_end`` (past the program's
-    last key)."""
+    dP^T, P^T and dS^T, then dV and dK, and this consumer's part of dQ. MASKED: the causal mask
+    (a step whose queries cross the diagonal)."""
     op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
                                                   k_width=2)  # fmt: skip
     cols_layout: gl.constexpr = gl.SliceLayout(0, s_zero.type.layout)
@@ -148,15 +143,14 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
     lse = lse_smem.index(stage).load(cols_layout)
     p = gl.exp2(s * qk_scale - gl.expand_dims(lse, 0))
     if MASKED:
-        if not ONLY_DIAGONAL or m0 < diag_end:  # the tile crosses the causal diagonal
-            queries = m0 + gl.arange(0, BLOCK_M, layout=cols_layout)
-            p = gl.where(gl.expand_dims(queries, 0) >= gl.expand_dims(keys, 1), p, 0.0)
+        queries = m0 + gl.arange(0, BLOCK_M, layout=cols_layout)
+        p = gl.where(gl.expand_dims(queries, 0) >= gl.expand_dims(keys, 1), p, 0.0)
     delta = delta_smem.index(stage).load(cols_layout)
     dp = warpgroup_mma_wait(0, deps=(dp,))
     # sm_scale folded into dS: dK and dQ come out scaled.
     if DELTA_SCALED:  # Delta arrives times sm_scale: an FFMA and an FMUL per element, not three
         ds = (p * (dp * sm_scale - gl.expand_dims(delta, 0))).to(dtype)
-    else:  # (under the mask the short form spilled at d=64, gained nothing at d=128: configs.py)
+    else:  # (the longer form: configs.py)
         ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
     p_op = gl.convert_layout(p.to(dtype), op_layout)
     dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
@@ -195,8 +189,8 @@ def _step(i, m0, diag_end, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, 
 @gluon.jit
 def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, kv_bar,
               q_ready, do_ready, free, ds_ready, desc_dq, DK, DV, stride_dkn, stride_dvn, z, h,
-              start_n, m_first, n_diag, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
-              WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr, SPLIT: gl.constexpr,
+              start_n, m_first, n_steps, dq_row, N_KV, HEAD_DIM, sm_scale, qk_scale,
+              WHICH: gl.constexpr, IS_CAUSAL: gl.constexpr,
               DQ_ROWS: gl.constexpr, DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
               BLOCK_M: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr,
               DELTA_SCALED: gl.constexpr, TMA_DKV: gl.constexpr,
@@ -230,35 +224,28 @@ def _consumer(q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem, dq
     keys = key0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
     mbarrier.wait(kv_bar, 0)
 
-    diag_end = start_n + CONSUMERS * ROWS
-    if SPLIT:
-        # The steps without the causal mask first, in a loop of their own, then the n_diag that
-        # cross the diagonal (the loader sends the query blocks in that order). In one loop
-        # ptxas if-converts the mask's branch, so every step pays for it: at d=64 with
-        # 128-query steps 878 instructions per step, 68 of them spills, against the mask-free
-        # loop's 635 and none. ptxas spills in whichever loop comes second, so the masked one
-        # goes last. At d=128 that order alone cost 3% and the split gained nothing, so d=128
-        # keeps one loop (configs.py; NOTES.md, run 7).
-        n_full = n_steps - n_diag
-        for i in range(n_full):
-            dk, dv = _step(i, (m_first + n_diag + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
-                           v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
-                           q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, False, False, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
-        for i in range(n_full, n_steps):
-            dk, dv = _step(i, (m_first + i - n_full) * BLOCK_M, diag_end, dk, dv, q_smem, k_w,
-                           v_w, k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem,
-                           q_ready, do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys,
-                           dq_row, sm_scale, qk_scale, WHICH, True, False, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
+    # Under the causal mask the program's first BLOCK_N / BLOCK_M steps are the ones whose
+    # queries cross the diagonal (its queries start at its first key, a multiple of BLOCK_N):
+    # they run with the mask as straight-line code, ahead of one loop without it. With the mask
+    # inside the loop ptxas if-converts it, so every step pays: 509 SASS instructions per step
+    # at d=128 against 433 here. The split before this one (the diagonal's steps last, in a
+    # loop of their own) had 29-38 spill instructions in that loop at d=64 (NOTES.md, run 30).
+    if IS_CAUSAL:
+        PEEL: gl.constexpr = CONSUMERS * ROWS // BLOCK_M
+        for j in gl.static_range(PEEL):
+            if j < n_steps:
+                dk, dv = _step(j, (m_first + j) * BLOCK_M, dk, dv, q_smem, k_w, v_w, k_cols,
+                               do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
+                               do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
+                               sm_scale, qk_scale, WHICH, True, DQ_ROWS, DQ_UNDER_DK, DQ_PERM,
+                               BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
     else:
-        for i in range(n_steps):
-            dk, dv = _step(i, (m_first + i) * BLOCK_M, diag_end, dk, dv, q_smem, k_w, v_w,
-                           k_cols, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, q_ready,
-                           do_ready, free, ds_ready, desc_dq, s_zero, dq_zero, keys, dq_row,
-                           sm_scale, qk_scale, WHICH, IS_CAUSAL, True, DQ_ROWS, DQ_UNDER_DK,
-                           DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
+        PEEL: gl.constexpr = 0
+    for i in range(PEEL, n_steps):
+        dk, dv = _step(i, (m_first + i) * BLOCK_M, dk, dv, q_smem, k_w, v_w, k_cols, do_smem,
+                       lse_smem, delta_smem, ds_smem, dq_smem, q_ready, do_ready, free, ds_ready,
+                       desc_dq, s_zero, dq_zero, keys, dq_row, sm_scale, qk_scale, WHICH, False,
+                       DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, STAGES, DELTA_SCALED)  # fmt: skip
     tma.store_wait(0)  # dq_smem must outlive the last reduce's read
 
     # Epilogue: this consumer's 64 rows of dK and dV (dK already carries sm_scale).
@@ -305,7 +292,7 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
              IS_CAUSAL: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
              BLOCK_M: gl.constexpr, STAGES: gl.constexpr, Q_LAYOUT: gl.constexpr,
              KV_LAYOUT: gl.constexpr, DS_LAYOUT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-             HOST_DESC: gl.constexpr, DIAG_LAST: gl.constexpr, DQ_ROWS: gl.constexpr,
+             HOST_DESC: gl.constexpr, DQ_ROWS: gl.constexpr,
              DQ_UNDER_DK: gl.constexpr, DQ_PERM: gl.constexpr,
              HEAD_GROUP: gl.constexpr = 1, DELTA_SCALED: gl.constexpr = False,
              TMA_DKV: gl.constexpr = False, DKV_LAYOUT: gl.constexpr = None):  # fmt: skip
@@ -359,12 +346,6 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
     else:
         m_first = start_n * 0
     n_steps = gl.maximum(gl.cdiv(N_Q, BLOCK_M) - m_first, 0)
-    # SPLIT (DIAG_LAST under the causal mask): the n_diag steps that cross the diagonal go last,
-    # in a loop of their own, in the loader's and the consumers' order alike.
-    SPLIT: gl.constexpr = IS_CAUSAL and DIAG_LAST
-    n_diag = 0
-    if SPLIT:
-        n_diag = gl.minimum(gl.cdiv(start_n + BLOCK_N, BLOCK_M) - m_first, n_steps)
 
     vec_layout: gl.constexpr = desc_lse.layout
     q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_D], Q_LAYOUT)
@@ -405,20 +386,20 @@ def attn_bwd(Q, K, V, DO, DQ_ACC, DK, DV, LSE, DELTA,
         [
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(0), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_diag,
-                         n_steps, off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_steps,
+                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 0, IS_CAUSAL,
+                         DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
                          STAGES, DELTA_SCALED, TMA_DKV, DKV_LAYOUT)),
             (_consumer, (q_smem, k_smem, v_smem, do_smem, lse_smem, delta_smem, ds_smem,
                          dq_smem.index(1), kv_bar, q_ready, do_ready, free, ds_ready, desc_dq,
-                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_diag,
-                         n_steps, off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
-                         SPLIT, DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
+                         dk_ptr, dv_ptr, stride_dkn, stride_dvn, z, h, start_n, m_first, n_steps,
+                         off_hz * N_PAD, N_KV, HEAD_DIM, sm_scale, qk_scale, 1, IS_CAUSAL,
+                         DQ_ROWS, DQ_UNDER_DK, DQ_PERM, BLOCK_M, BLOCK_D,
                          STAGES, DELTA_SCALED, TMA_DKV, DKV_LAYOUT)),
             (_loader, (desc_q, desc_k, desc_v, desc_do, desc_lse, desc_delta, q_smem, k_smem,
                        v_smem, do_smem, lse_smem, delta_smem, kv_bar, q_ready, do_ready, free,
-                       kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_diag, n_steps,
-                       SPLIT, BLOCK_M, STAGES)),
+                       kv_base + start_n, q_base + m_first * BLOCK_M, row_lse, n_steps,
+                       BLOCK_M, STAGES)),
         ],
         [4, 1],
         [CONSUMER_REGS, 24],

@@ -38,7 +38,7 @@ LOG2E = math.log2(math.e)
 _ATTN_BWD = Launcher(attn_bwd)  # Triton's dispatch once per call key (common/launch.py)
 BLOCK_N = CONSUMERS.value * ROWS.value
 CONFIG_KEYS = {
-    "BLOCK_M", "STAGES", "HOST_DESC", "DIAG_LAST", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM",
+    "BLOCK_M", "STAGES", "HOST_DESC", "DQ_UNDER_DK", "DQ_ROWS", "DQ_PERM",
     "HEAD_GROUP", "DELTA_SCALED", "TMA_DKV",
 }
 
@@ -85,7 +85,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
     the rows of each group of 8 in the order dq_cast.py undoes), ``dk`` and ``dv``, from the
     forward's base-2 LSE and Delta as padded fp32 [B*H*N_pad] vectors (prepare.py; Delta times
     ``sm_scale`` where the config has DELTA_SCALED); ``config`` (any of BLOCK_M, STAGES,
-    HOST_DESC, DIAG_LAST, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED, TMA_DKV: configs.py; DQ_ROWS)
+    HOST_DESC, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED, TMA_DKV: configs.py; DQ_ROWS)
     overrides the choices below, as does HEAD_GROUP (heads per launch group under the causal
     mask: configs.head_group)."""
     unknown = set(config or {}) - CONFIG_KEYS
@@ -139,7 +139,7 @@ def launch_backward(do, q, k, v, lse_pad, delta_pad, dq_acc, dk, dv, causal, sm_
         IS_CAUSAL=causal, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=block_m,
         STAGES=config["STAGES"],
         Q_LAYOUT=q_layout, KV_LAYOUT=kv_layout, DS_LAYOUT=ds_layout,
-        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host, DIAG_LAST=config["DIAG_LAST"],
+        CONSUMER_REGS=configs.CONSUMER_REGS, HOST_DESC=host,
         DQ_ROWS=dq_rows, DQ_UNDER_DK=config["DQ_UNDER_DK"], DQ_PERM=config["DQ_PERM"],
         HEAD_GROUP=config.get("HEAD_GROUP", configs.head_group(n_q, block_d, causal)) if causal
         else 1, DELTA_SCALED=config["DELTA_SCALED"], TMA_DKV=tma_dkv,

@@ -56,16 +56,14 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
     [
         (64, {}),
         (64, {"BLOCK_M": 128, "STAGES": 2}),  # three stages of 128-query steps: no room
-        (64, {"DIAG_LAST": False}),  # causal: one loop, the mask checked per step
         (128, {}),
         (128, {"STAGES": 3}),
         (128, {"HOST_DESC": False}),
-        (128, {"DIAG_LAST": True}),  # causal: the diagonal's steps last, in their own loop
         (32, {"BLOCK_M": 128, "STAGES": 3}),
-        (64, {"BLOCK_M": 64, "STAGES": 3}),  # two diagonal steps per program
+        (64, {"BLOCK_M": 64, "STAGES": 3}),  # causal: two diagonal steps peeled per program
         (16, {"BLOCK_M": 64}),
         (64, {"DQ_ROWS": False}),  # 128-query steps, dQ split by columns
-        (16, {"BLOCK_M": 128, "DIAG_LAST": False}),  # dQ by rows, 16 columns
+        (16, {"BLOCK_M": 128}),  # dQ by rows, 16 columns
         (64, {"DQ_UNDER_DK": True}),  # dK issued after dQ, still running while dQ is sent
         (128, {"DQ_UNDER_DK": True}),  # (d=128: the default without the causal mask)
         (64, {"DQ_PERM": False}),  # dQ rows staged in order (default: permuted)
@@ -76,8 +74,8 @@ def test_gluon_or_v04_backward_is_correct(monkeypatch, n_q, n_k, d, causal, dtyp
         (64, {"HEAD_GROUP": 4}),  # causal: 6 heads in groups of 4 and 2, key blocks interleaved
         (128, {"HEAD_GROUP": 4}),
         (128, {"HEAD_GROUP": 8}),  # one group, smaller than the group size
-        (64, {"DELTA_SCALED": False}),  # (the default under the mask)
-        (128, {"DELTA_SCALED": True}),  # (the default without it)
+        (64, {"DELTA_SCALED": False}),
+        (128, {"DELTA_SCALED": True}),  # (d=128: the default without the causal mask)
         (128, {"TMA_DKV": True}),  # dK and dV out by the copy engine
         (64, {"TMA_DKV": True}),
         (16, {"BLOCK_M": 64, "TMA_DKV": True}),  # the smallest staging buffer: [64, 8] fp32
