@@ -62,16 +62,15 @@ def _v09(cfg):
 
 BUILD = {"v04": _v04, "v07": _v07, "v09": _v09}
 
-# v09: query rows per step and ring stages, then the switches that are on (configs.py): the
-# causal diagonal's steps last in a loop of their own (DIAG_LAST, causal only), dQ split between
-# the consumers by query rows (DQ_ROWS, 128-row steps only) rather than by columns, and dK's
+# v09: query rows per step and ring stages, then the switches that are on (configs.py): dQ split
+# between the consumers by query rows (DQ_ROWS, 128-row steps only) rather than by columns, dK's
 # product issued after dQ's so it runs while dQ is sent (DQ_UNDER_DK), and dQ's rows staged in
 # a bank-conflict-free order (DQ_PERM). Host-built descriptors throughout (in-kernel ones cost
 # 1-15%: v09 NOTES, run 4). 128-row steps at d=64 spill a little but hold twice the work per
 # barrier.
-_V09_SWITCHES = ("DIAG_LAST", "DQ_ROWS", "DQ_UNDER_DK", "DQ_PERM")
+_V09_SWITCHES = ("DQ_ROWS", "DQ_UNDER_DK", "DQ_PERM")
 V09 = {
-    64: [(128, 2, "DIAG_LAST", "DQ_ROWS", "DQ_PERM"), (128, 2, "DIAG_LAST", "DQ_ROWS")],
+    64: [(128, 2, "DQ_ROWS", "DQ_PERM"), (128, 2, "DQ_ROWS")],
     128: [
         (64, 2, "DQ_UNDER_DK", "DQ_PERM"),
         (64, 2, "DQ_UNDER_DK"),
