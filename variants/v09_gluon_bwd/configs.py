@@ -7,7 +7,7 @@ at BLOCK_M = 64, half the rows at 128: kernel.py): 64 + 64 + 32 + 32 + 32 regist
 at BLOCK_D = 128, BLOCK_M = 64, within the 240 that `setmaxnreg` gives a consumer (ptxas: no
 spills). BLOCK_M = 128 at d=64 spills a little (32 LDL/STL, 3 in the loop) and is still the
 fastest: without a mask (NOTES.md, run 3) and, once the causal diagonal's steps are out of the
-loop, with it (runs 7 and 30).
+loop, with it (runs 7 and 31).
 Shared memory at BLOCK_D = 128, BLOCK_M = 64: K and V 64 KiB, Q and dO 32 KiB per stage, dS
 2 x 16 KiB, the dQ staging 32 KiB: 193 KiB at two stages, 226 KiB at three (ptxas).
 """
@@ -36,12 +36,13 @@ HEAD_DIMS = (16, 32, 64, 128)
 # (16k) at d=64, -0.5 / +0.4% (4k) and +1.1-1.5% (16k) at d=128. Under the mask ptxas spills 50
 # LDL/STL into one consumer's mask-free loop at d=64 (-2.3% at 4k, -7.4% at 16k), and d=128
 # read -2.0 / -4.4% at 4k and +0.2 / +2.3% at 16k. With the diagonal's steps peeled off the
-# loop (run 30, gluon_bwd.py) d=64 takes it under the mask too (+1.3 / +2.6% against the split
-# loops at 16k / 4k); d=128 causal read -1.6 to +1.8%: off there.
-# The diagonal peeled (run 30, six rotated rounds): d=128 causal +0.9-1.6% against one masked
-# loop at 4k-16k (+0.9-2.9% against the mean of two readings of it); d=64 causal, with
-# DELTA_SCALED, as above. It replaced both earlier loop shapes, the mask in one loop at d=128
-# and the diagonal last in a loop of its own at d=64.
+# loop (run 31, gluon_bwd.py) d=64 takes it under the mask too (+1.3 / +3.7% at 16k / 4k in a
+# probe), as do d=16 and d=32 (+3.0 / +2.7%); d=128 causal
+# read +0.2 / -2.7 / -2.4% (16k / 4k / 8k) against the peel alone: off there.
+# The peel itself (run 31, against the kernel before in one process, five rotated rounds):
+# d=128 causal +0.7 / +0.2 / +2.3% at 16k / 4k / 8k against one loop with the mask in it, d=64
+# causal (with DELTA_SCALED) -0.3 / +1.9% at 16k / 4k against the diagonal last in a loop of
+# its own, d=32 +0.3%, d=16 -1.9%. It replaced both loop shapes.
 # TMA_DKV (run 29, two processes): dK and dV leave through the dQ staging buffer and the copy
 # engine, not by 64-128 plain 4-byte stores per thread. d=64: +3.1-3.4 / +4.5% at 4k (causal),
 # +3.8% at 8x16x2048, -1.0-(-0.4) / +0.9-2.5% at 16k; d=128 -0.9 / +2.5% at 4k and -4.0 / -6.0%
@@ -80,5 +81,5 @@ def head_group(n_q: int, block_d: int, causal: bool) -> int:
 
 def tiles(block_d: int, causal: bool) -> dict:
     """BLOCK_M, STAGES, DQ_UNDER_DK, DQ_PERM, DELTA_SCALED and TMA_DKV for a padded
-    head dim (16 and 32 take d=64's tiles, unmeasured, but not TMA_DKV: -1.1% at d=32)."""
+    head dim (16 and 32 take d=64's tiles, not tuned apart, but not TMA_DKV: -1.1% at d=32)."""
     return {**_TILES[(max(block_d, 64), causal)], "TMA_DKV": block_d == 64}
