@@ -150,7 +150,7 @@ def _step(i, m0, dk, dv, q_smem, k_w, v_w, k_cols, do_smem, lse_smem, delta_smem
     # sm_scale folded into dS: dK and dQ come out scaled.
     if DELTA_SCALED:  # Delta arrives times sm_scale: an FFMA and an FMUL per element, not three
         ds = (p * (dp * sm_scale - gl.expand_dims(delta, 0))).to(dtype)
-    else:  # (the longer form: configs.py)
+    else:  # (d=128 under the causal mask, where the short form read -2.7 to +0.2%: configs.py)
         ds = (p * (dp - gl.expand_dims(delta, 0)) * sm_scale).to(dtype)
     p_op = gl.convert_layout(p.to(dtype), op_layout)
     dv = warpgroup_mma(p_op, do_smem.index(stage), dv, is_async=True)
