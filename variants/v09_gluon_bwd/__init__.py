@@ -13,8 +13,8 @@ PARENT = "v08_gluon"
 TAKEAWAY = (
     "with dS shared so dQ splits between the warpgroups, and dQ's fp32 adds handed to the copy "
     "engine (a TMA reduce-add, where register-issued vector atomics ran 0.76-0.85x), staged "
-    "without bank conflicts, the backward reaches 1.15-1.21x cuDNN at d=64 and 1.07-1.12x at "
-    "d=128 on an H200 (median of three rotated rounds; v04's: 0.72-0.88x)"
+    "without bank conflicts, the backward reaches 1.15-1.19x cuDNN at d=64 and 1.07-1.16x at "
+    "d=128 on an H200 (median of three rotated rounds; v04's: 0.71-0.87x)"
 )
 CAPABILITIES = Capabilities(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
